@@ -1,0 +1,46 @@
+# The two commands: `make search` (the main job) and `make test` (lint + tests).
+# Both create .venv if missing, install the project with its dev extras, and install the
+# Debian package dataset-fashion-mnist when it is absent and apt is usable.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SPACE  ?= vit_mix.yaml
+PYTEST_ARGS ?=
+
+.PHONY: search test install dataset lint format clean-venv
+
+search: install
+	@mkdir -p runs
+	$(BIN)/tune-app train --config configs/vit_micro_fashion_mnist.yaml \
+		--out runs/make-search-$$(date +%Y%m%d-%H%M%S)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+install: $(STAMP) dataset
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs when pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+dataset:
+	@bash scripts/ensure-dataset.sh
+
+lint:
+	$(BIN)/ruff check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,211 @@
+"""Train/val/test/SSL splits of one dataset, as uint8 tensors held in memory.
+
+Index bookkeeping is numpy (seeded `default_rng`), pixels stay torch uint8 tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .loaders import DATASETS, load_dataset
+
+SSL_SOURCES = ("same", "unlabeled", *DATASETS)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: RGB -> gray as luminance
+_CHUNK = 4096  # images per resize step: bounds the float copy (tinyimagenet is 100k images)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """All tensors a trial trains and evaluates on (see docs/internal-interfaces.md)."""
+
+    train_x: Tensor  # uint8 [N, C, H, W] labelled pool (after labeled_fraction, label_noise)
+    train_y: Tensor  # int64 [N]
+    val_x: Tensor  # uint8 [Nv, C, H, W] held out of the training images
+    val_y: Tensor  # int64 [Nv], never noised
+    test_x: Tensor  # uint8 [Nt, C, H, W] the dataset's own test split
+    test_y: Tensor  # int64 [Nt], never noised
+    ssl_x: Tensor | None  # uint8 [Ns, C, H, W]; None = SSL uses train_x (ssl_source="same")
+    num_classes: int
+    in_chans: int
+    image_size: int
+    mean: tuple[float, ...]  # per channel, of train_x / 255
+    std: tuple[float, ...]
+
+
+def build_splits(
+    dataset: str,
+    data_dir: str | Path | None = None,
+    *,
+    val_fraction: float = 0.1,
+    labeled_fraction: float = 1.0,
+    ssl_source: str = "same",
+    label_noise: float = 0.0,
+    seed: int = 0,
+) -> Splits:
+    """Split a dataset's training images into labelled pool, validation and SSL images.
+
+    Validation takes a stratified seeded `val_fraction` of the training images; the labelled
+    pool is a stratified seeded `labeled_fraction` of the rest (per class: the fraction of the
+    class count rounded half up, at least 1). With `label_noise = p` each labelled image's label
+    is, with probability p, replaced by a class drawn uniformly from the *other* classes (so the
+    observed flip rate is p); validation and test labels are never noised.
+
+    Args:
+        dataset: one of `DATASETS`.
+        data_dir: where the dataset's files are (see `load_dataset`); also used for an
+            `ssl_source` naming another dataset.
+        val_fraction: share of training images held out for validation, in (0, 1).
+        labeled_fraction: share of the remaining training images that keep labels, in (0, 1].
+        ssl_source: "same" (SSL on the labelled pool, `ssl_x` None), "unlabeled" (the training
+            images outside the labelled pool and validation) or another dataset's name (its
+            training images, converted to this dataset's channels and size).
+        label_noise: probability of replacing a labelled image's label, in [0, 1).
+        seed: one seed for every random choice; the same seed gives identical splits.
+
+    Returns:
+        The `Splits`, with per-channel mean/std of `train_x / 255`.
+
+    Raises:
+        ValueError: a setting out of range, an unknown dataset or ssl_source, no images left for
+            `ssl_source="unlabeled"`, or the loader's missing/corrupt file errors.
+    """
+    _check_range("val_fraction", val_fraction, 0.0, 1.0, "(0, 1)", lo_ok=False, hi_ok=False)
+    _check_range("labeled_fraction", labeled_fraction, 0.0, 1.0, "(0, 1]", lo_ok=False)
+    _check_range("label_noise", label_noise, 0.0, 1.0, "[0, 1)", hi_ok=False)
+    if ssl_source not in SSL_SOURCES or ssl_source == dataset:
+        raise ValueError(
+            f"ssl_source {ssl_source!r} is not allowed for dataset {dataset!r}; allowed: 'same', "
+            f"'unlabeled' or another dataset: {', '.join(d for d in DATASETS if d != dataset)}"
+        )
+    raw = load_dataset(dataset, data_dir)
+    rng = np.random.default_rng(seed)
+    labels = raw.train_y.numpy()
+    val_idx, rest = _stratified_take(labels, np.arange(len(labels)), val_fraction, rng, keep=1)
+    lab_idx, unlab = _stratified_take(labels, rest, labeled_fraction, rng, keep=0)
+    train_y = _noisy_labels(labels[lab_idx], label_noise, raw.num_classes, rng)
+    train_x = raw.train_x[torch.from_numpy(lab_idx)]
+    _, in_chans, image_size, _ = train_x.shape
+    mean, std = _channel_stats(train_x)
+    return Splits(
+        train_x=train_x,
+        train_y=torch.from_numpy(train_y),
+        val_x=raw.train_x[torch.from_numpy(val_idx)],
+        val_y=raw.train_y[torch.from_numpy(val_idx)],
+        test_x=raw.test_x,
+        test_y=raw.test_y,
+        ssl_x=_ssl_images(ssl_source, raw.train_x, unlab, data_dir, in_chans, image_size),
+        num_classes=raw.num_classes,
+        in_chans=in_chans,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+    )
+
+
+def _check_range(
+    name: str,
+    value: float,
+    lo: float,
+    hi: float,
+    shown: str,
+    lo_ok: bool = True,
+    hi_ok: bool = True,
+) -> None:
+    above = value >= lo if lo_ok else value > lo
+    below = value <= hi if hi_ok else value < hi
+    if not (above and below):  # also rejects NaN
+        raise ValueError(f"{name} = {value!r} is out of range; allowed: {shown}")
+
+
+def _stratified_take(
+    labels: np.ndarray, pool: np.ndarray, fraction: float, rng: np.random.Generator, keep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split `pool` (indices into labels) into (taken, rest), per class a seeded random subset.
+
+    Per class of size n: take round-half-up(fraction * n), at least 1 and at most n - keep, so
+    every class is represented on both sides when keep=1. Both outputs are sorted.
+    """
+    shuffled = pool[rng.permutation(len(pool))]
+    # Stable sort by label keeps the random order inside each class.
+    by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    y = labels[by_class]
+    classes, starts, counts = np.unique(y, return_index=True, return_counts=True)
+    take = np.floor(fraction * counts + 0.5).astype(np.int64)
+    take = np.clip(take, 1, np.maximum(counts - keep, 1))
+    rank = np.arange(len(y)) - np.repeat(starts, counts)  # position inside its class
+    chosen = rank < np.repeat(take, counts)
+    return np.sort(by_class[chosen]), np.sort(by_class[~chosen])
+
+
+def _noisy_labels(
+    y: np.ndarray, p: float, num_classes: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Replace each label with probability p by a uniformly drawn *different* class."""
+    flip = rng.random(len(y)) < p
+    # An offset in 1..K-1 modulo K is uniform over the other K-1 classes and never 0.
+    offset = rng.integers(1, num_classes, size=len(y))
+    return np.where(flip, (y + offset) % num_classes, y).astype(np.int64)
+
+
+def _channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of x / 255, exact from a 256-bin histogram (no float copy)."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        hist = torch.bincount(x[:, c].reshape(-1), minlength=256).double()
+        mean = float((hist * values).sum() / hist.sum())
+        var = float((hist * (values - mean) ** 2).sum() / hist.sum())
+        means.append(mean)
+        stds.append(var**0.5 if var > 0 else 1.0)  # constant images: avoid dividing by zero
+    return tuple(means), tuple(stds)
+
+
+def _ssl_images(
+    source: str,
+    train_x: Tensor,
+    unlab: np.ndarray,
+    data_dir: str | Path | None,
+    chans: int,
+    size: int,
+) -> Tensor | None:
+    if source == "same":
+        return None
+    if source == "unlabeled":
+        if len(unlab) == 0:
+            raise ValueError(
+                "ssl_source='unlabeled' needs training images outside the labelled pool, but "
+                "labeled_fraction leaves none; lower labeled_fraction (allowed: (0, 1)) "
+                "or use ssl_source='same'"
+            )
+        return train_x[torch.from_numpy(unlab)]
+    return convert_images(load_dataset(source, data_dir).train_x, chans, size)
+
+
+def convert_images(x: Tensor, in_chans: int, image_size: int) -> Tensor:
+    """Convert uint8 images [N, C, H, W] to [N, in_chans, image_size, image_size] uint8.
+
+    RGB -> gray uses BT.601 luminance, gray -> RGB repeats the channel; resizing is bilinear
+    with antialiasing (so downscaling averages instead of aliasing).
+    """
+    if x.shape[1] not in (1, 3) or in_chans not in (1, 3):
+        raise ValueError(f"can only convert between 1 and 3 channels, got {x.shape[1]}->{in_chans}")
+    out = torch.empty((len(x), in_chans, image_size, image_size), dtype=torch.uint8)
+    luma = torch.tensor(_LUMA).view(1, 3, 1, 1)
+    for i in range(0, len(x), _CHUNK):
+        chunk = x[i : i + _CHUNK].float()
+        if chunk.shape[1] == 3 and in_chans == 1:
+            chunk = (chunk * luma).sum(1, keepdim=True)
+        elif chunk.shape[1] == 1 and in_chans == 3:
+            chunk = chunk.expand(-1, 3, -1, -1)
+        if chunk.shape[-2:] != (image_size, image_size):
+            chunk = F.interpolate(
+                chunk, size=(image_size, image_size), mode="bilinear", antialias=True
+            )
+        out[i : i + _CHUNK] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+    return out

@@ -1,0 +1,239 @@
+"""`run(config, report, checkpoint)`: the three-phase MixTraining loop.
+
+The phases are data (`phase_plan`) driven by one loop and one loss function. Two optimiser
+segments: the SSL phase has its own AdamW + cosine schedule at `lr_ssl`; the MIX and SL phases
+share one AdamW + cosine schedule at `lr_sl` spanning all `epochs_sl` supervised epochs, so the
+classifier's schedule is the same as the SL and SSL+SL baselines' (only the first `e_mix` of
+those epochs also carry the SSL loss). A fresh optimiser at the SSL->MIX boundary mirrors the
+fine-tuning step of the classic pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from timm.optim import param_groups_weight_decay
+
+from trainers.config import TrialConfig
+from trainers.data import Splits, build_splits, normalize
+from trainers.models import MixModel, create_model
+from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
+from trainers.runtime import Runtime, resolve_runtime, synchronize
+from trainers.steps import BatchSource, NonFiniteLossError, count_step_gflops, step_loss
+
+Report = Callable[[dict[str, Any], dict[str, Any]], None]
+STATE_VERSION = 1
+
+
+def plan_for(config: TrialConfig) -> list[tuple[str, int]]:
+    return phase_plan(config.effective_epochs_ssl, config.epochs_sl, config.effective_rho)
+
+
+def load_splits(config: TrialConfig, device: torch.device) -> Splits:
+    splits = build_splits(
+        config.dataset, config.data_dir, val_fraction=config.val_fraction,
+        labeled_fraction=config.labeled_fraction, ssl_source=config.ssl_source,
+        label_noise=config.label_noise, seed=config.seed,
+    )  # fmt: skip
+    if device.type == "cpu":
+        return splits
+    moved = {k: getattr(splits, k) for k in ("train_x", "train_y", "val_x", "val_y", "ssl_x")}
+    moved = {k: (v.to(device) if v is not None else None) for k, v in moved.items()}
+    return type(splits)(**{**splits.__dict__, **moved})
+
+
+def make_optimizer(
+    model: MixModel, config: TrialConfig, segment: str, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with decay off for norms/biases, LR = base * batch / 256, warm-up + cosine."""
+    base = config.lr_ssl if segment == "ssl" else config.lr_sl
+    warmup = config.warmup_ssl if segment == "ssl" else config.warmup_sl
+    groups = param_groups_weight_decay(model, config.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=base * config.batch_size / 256, betas=config.betas)
+    warmup_steps = int(warmup * total_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total_steps, warmup_steps)
+    )
+    return opt, sched
+
+
+@torch.no_grad()
+def accuracy(model: MixModel, x: torch.Tensor, y: torch.Tensor, rt: Runtime, splits: Splits,
+             batch_size: int) -> float:  # fmt: skip
+    """Top-1 accuracy of the classifier on uint8 images `x` (no augmentation)."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        xb = normalize(x[start : start + batch_size].to(rt.device), splits.mean, splits.std)
+        with rt.autocast():
+            logits = model.sl_logits(xb)
+        correct += (logits.argmax(1) == y[start : start + batch_size].to(rt.device)).sum().item()
+    model.train()
+    return correct / max(1, len(x))
+
+
+class SetupError(ValueError):
+    """The run cannot start: missing or corrupt data, or settings the data/model reject."""
+
+
+class Trainer:
+    """Holds one run's state; `run()` below is the public entry point."""
+
+    def __init__(self, config: TrialConfig, rt: Runtime) -> None:
+        self.config, self.rt = config, rt
+        torch.manual_seed(config.seed)
+        try:
+            self.splits = s = load_splits(config, rt.device)
+            self.model = create_model(config.model, s.num_classes, s.image_size, s.in_chans)
+        except ValueError as e:
+            raise SetupError(str(e)) from e
+        if config.mask_ratio is not None:
+            self.model.mask_ratio = config.mask_ratio
+        self.model.to(rt.device).train()
+        self.data = BatchSource(s, config.batch_size, torch.Generator().manual_seed(config.seed))
+        self.phases = epoch_phases(plan_for(config))
+        self.epoch = 0  # epochs completed
+        self.latency_s = 0.0
+        self.gflops = 0.0
+        self.step_gflops: dict[str, float] = {}
+        self.history: list[dict[str, Any]] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+
+    def segment_steps(self, segment: str) -> int:
+        kinds = [p for p in self.phases if (p == "ssl") == (segment == "ssl")]
+        return sum(self.data.steps(k) for k in kinds)
+
+    def start_segment(self, phase: str) -> None:
+        segment = "ssl" if phase == "ssl" else "sup"
+        self.optimizer, self.scheduler = make_optimizer(
+            self.model, self.config, segment, self.segment_steps(segment)
+        )
+
+    def mix_step_offset(self) -> int:
+        return sum(self.data.steps("mix") for p in self.phases[: self.epoch] if p == "mix")
+
+    def train_epoch(self, phase: str) -> dict[str, float]:
+        """One epoch of `phase`; returns mean losses and the epoch's training time."""
+        c, model, opt = self.config, self.model, self.optimizer
+        mix_total = self.phases.count("mix") * self.data.steps("mix")
+        mix_offset = self.mix_step_offset()
+        sums: dict[str, torch.Tensor] = {}
+        steps = images = 0
+        synchronize(self.rt.device)
+        start = time.perf_counter()
+        for i, batch in enumerate(self.data.epoch(phase, c.lam)):
+            if phase not in self.step_gflops:  # counted untimed, on a copy (see steps.py)
+                synchronize(self.rt.device)
+                paused = time.perf_counter()
+                self.step_gflops[phase] = count_step_gflops(model, phase, batch, self.rt.autocast)
+                start += time.perf_counter() - paused
+            alpha = (
+                alpha_at(c.alpha, c.anneal, mix_offset + i, mix_total) if phase == "mix" else 0.0
+            )
+            with self.rt.autocast():
+                losses = step_loss(model, phase, batch, alpha)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            self.scheduler.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
+            steps += 1
+            images += len(batch.x)
+        synchronize(self.rt.device)
+        elapsed = time.perf_counter() - start
+        means = {k: v.item() / steps for k, v in sums.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise NonFiniteLossError(
+                f"non-finite loss in phase {phase!r}, epoch {self.epoch + 1}: "
+                f"{means}; lower the learning rate or check the data"
+            )
+        self.gflops += self.step_gflops[phase] * steps
+        return {**means, "train_s": elapsed, "images": images}
+
+    def run_epoch(self) -> dict[str, Any]:
+        phase = self.phases[self.epoch]
+        if self.epoch == 0 or self.phases[self.epoch - 1] == "ssl" and phase != "ssl":
+            self.start_segment(phase)
+        out = self.train_epoch(phase)
+        self.latency_s += out["train_s"]
+        self.epoch += 1
+        s, bs = self.splits, self.config.eval_batch_size
+        metrics = {
+            "epoch": self.epoch,
+            "phase": phase,
+            "loss_ssl": out.get("loss_ssl"),
+            "loss_sl": out.get("loss_sl"),
+            "val_accuracy": accuracy(self.model, s.val_x, s.val_y, self.rt, s, bs),
+            "train_latency_s": self.latency_s,
+            "train_gflops": self.gflops,
+            "images_per_s": out["images"] / max(out["train_s"], 1e-9),
+        }
+        if self.epoch == len(self.phases):
+            metrics["test_accuracy"] = accuracy(self.model, s.test_x, s.test_y, self.rt, s, bs)
+        self.history.append(metrics)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "latency_s": self.latency_s,
+            "gflops": self.gflops,
+            "step_gflops": dict(self.step_gflops),
+            "history": list(self.history),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "data": self.data.g.get_state(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"checkpoint version {state.get('version')} != {STATE_VERSION}")
+        if state["config"] != self.config.to_dict():
+            raise ValueError("checkpoint was written by a different config; refusing to resume")
+        self.model.load_state_dict(state["model"])
+        self.epoch = state["epoch"]
+        self.latency_s, self.gflops = state["latency_s"], state["gflops"]
+        self.step_gflops = dict(state["step_gflops"])
+        self.history = list(state["history"])
+        if 0 < self.epoch:
+            self.start_segment(self.phases[self.epoch - 1])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.data.g.set_state(state["rng"]["data"])
+
+
+def run(
+    config: TrialConfig, report: Report, checkpoint: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train one run of `config`, calling `report(metrics, state)` after every epoch.
+
+    `state` is a checkpoint (a dict for `torch.save`); passing it back as `checkpoint` resumes
+    exactly after that epoch. Returns the last epoch's metrics, which include `test_accuracy`.
+    """
+    try:
+        rt = resolve_runtime(config)
+    except ValueError as e:
+        raise SetupError(str(e)) from e
+    trainer = Trainer(config, rt)
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+    while trainer.epoch < len(trainer.phases):
+        metrics = trainer.run_epoch()
+        report(metrics, trainer.state_dict())
+    return trainer.history[-1] if trainer.history else {}

@@ -1,0 +1,111 @@
+"""`tune-app train`: one run of the pipeline with progress lines, checkpoints and final metrics.
+
+The run folder (`--out`) holds `config.yaml` (resolved), `history.jsonl` (one line per epoch),
+`checkpoint.pt` (after every epoch, written atomically) and `metrics.json` (final metrics).
+Nothing is written before the config and data have been checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
+from tune_app.settings import UserInputError, parse_set, read_mapping, to_json
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def load_config(path: str, overrides: tuple[str, ...] = ()) -> TrialConfig:
+    """The config file plus `--set` overrides, validated; errors name the file and field."""
+    values = {**read_mapping(path), **parse_set(overrides)}
+    try:
+        return TrialConfig.from_dict(values)
+    except ConfigError as e:
+        raise UserInputError(f"{path}: {e}") from e
+
+
+def dry_run_plan(config: TrialConfig) -> dict[str, Any]:
+    phases = [{"name": name, "epochs": epochs} for name, epochs in plan_for(config)]
+    return {"config": config.to_dict(), "phases": phases}
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name, then rename: a crash never leaves half a checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    """Writes a run's files; created on the first epoch so bad input leaves nothing behind."""
+
+    def __init__(self, out: Path, config: TrialConfig, total_epochs: int) -> None:
+        self.out, self.config, self.total = out, config, total_epochs
+        self.started = time.perf_counter()
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict()))
+        with open(self.out / "history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        save_atomic(state, self.out / CHECKPOINT)
+        print(progress_line(metrics, self.total, time.perf_counter() - self.started),
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def progress_line(m: dict[str, Any], total: int, elapsed: float) -> str:
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    return (
+        f"epoch {m['epoch']:>3}/{total} [{m['phase']:>3}] loss_ssl {fmt(m['loss_ssl'])} "
+        f"loss_sl {fmt(m['loss_sl'])} val_acc {m['val_accuracy']:.4f} "
+        f"train {m['train_latency_s']:.1f}s {m['images_per_s']:.0f} img/s elapsed {elapsed:.1f}s"
+    )
+
+
+def load_checkpoint(out: Path) -> dict[str, Any]:
+    path = out / CHECKPOINT
+    if not path.is_file():
+        raise UserInputError(f"--resume: {path} does not exist; nothing to resume")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train_command(config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool,
+                  dry_run: bool) -> int:  # fmt: skip
+    """Body of `tune-app train`. Returns the exit code; raises UserInputError for bad input."""
+    config = load_config(config_path, overrides)
+    if dry_run:
+        print(to_json(dry_run_plan(config)))
+        return 0
+    folder = Path(out) if out else Path("runs") / Path(config_path).stem
+    checkpoint = load_checkpoint(folder) if resume else None
+    if checkpoint is None and (folder / CHECKPOINT).exists():
+        raise UserInputError(
+            f"--out {folder} already holds a run; pass --resume to continue it "
+            "or pick another --out"
+        )
+    if checkpoint is not None and checkpoint.get("config") != config.to_dict():
+        raise UserInputError(f"--resume: {folder} was written by a different config")
+    if checkpoint is not None:  # keep history.jsonl to the epochs that the checkpoint covers
+        rows = [json.dumps(m) + "\n" for m in checkpoint["history"]]
+        (folder / "history.jsonl").write_text("".join(rows))
+    total = sum(epochs for _, epochs in plan_for(config))
+    print(f"tune-app train: {config.pipeline} {config.model} on {config.dataset}, {total} epochs"
+          f" -> {folder}", file=sys.stderr)  # fmt: skip
+    runner = RunFolder(folder, config, total)
+    try:
+        final = run(config, runner.report, checkpoint)
+    except SetupError as e:  # raised before any epoch ran: missing data, settings data rejects
+        raise UserInputError(f"{config_path}: {e}") from e
+    (folder / "metrics.json").write_text(to_json(final) + "\n")
+    print(to_json(final))
+    return 0
