@@ -11,10 +11,16 @@ import yaml
 from tune_app.cli import main
 
 TINY = {
-    "model": "vit_micro", "dataset": "digits", "labeled_fraction": 0.3,
-    "ssl_source": "unlabeled", "epochs_ssl": 2, "epochs_sl": 2, "rho": 0.5,
-    "batch_size": 64, "num_threads": 1,
-}  # fmt: skip
+    "model": "vit_micro",
+    "dataset": "digits",
+    "labeled_fraction": 0.3,
+    "ssl_source": "unlabeled",
+    "epochs_ssl": 2,
+    "epochs_sl": 2,
+    "rho": 0.5,
+    "batch_size": 64,
+    "num_threads": 1,
+}
 
 
 def write_config(tmp_path: Path, values: dict, name: str = "run.yaml") -> str:
@@ -28,8 +34,10 @@ def test_dry_run_prints_the_pinned_plan(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["train", "--config", cfg, "--set", "rho=0.5", "--dry-run"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["phases"] == [
-        {"name": "ssl", "epochs": 8}, {"name": "mix", "epochs": 2}, {"name": "sl", "epochs": 2}
-    ]  # fmt: skip
+        {"name": "ssl", "epochs": 8},
+        {"name": "mix", "epochs": 2},
+        {"name": "sl", "epochs": 2},
+    ]
     assert plan["config"]["rho"] == 0.5 and plan["config"]["lr_ssl"] == pytest.approx(1.5e-4)
     assert list(tmp_path.iterdir()) == [tmp_path / "run.yaml"]
 
@@ -83,8 +91,11 @@ def test_train_writes_run_folder_and_resumes(tmp_path: Path, capsys) -> None:
     final = json.loads(captured.out)
     assert "test_accuracy" in final and "epoch   3/3 [ sl]" in captured.err
     assert {p.name for p in out.iterdir()} == {
-        "config.yaml", "history.jsonl", "checkpoint.pt", "metrics.json"
-    }  # fmt: skip
+        "config.yaml",
+        "history.jsonl",
+        "checkpoint.pt",
+        "metrics.json",
+    }
     assert len((out / "history.jsonl").read_text().splitlines()) == 3
     assert json.loads((out / "metrics.json").read_text()) == final
     # A second run into the same folder is refused; --resume of a finished run changes nothing.
@@ -103,7 +114,7 @@ def test_resume_without_checkpoint_exits_2(tmp_path: Path, capsys) -> None:
     assert "nothing to resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("verb", ["search", "analyze", "export", "spaces"])
+@pytest.mark.parametrize("verb", ["analyze", "export"])
 def test_verbs_not_landed_say_so(verb: str, capsys) -> None:
     assert main([verb]) == 1
     assert "not available yet" in capsys.readouterr().err
@@ -113,3 +124,11 @@ def test_help_and_version_exit_0(capsys) -> None:
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
     assert main(["--version"]) == 0
+
+
+def test_spaces_lists_bundled_spaces_with_descriptions(capsys) -> None:
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vit_mix", "resnet_mix", "vit_tiny_cifar10", "resnet18_cifar10"):
+        assert name in out
+    assert "Fashion-MNIST" in out

@@ -14,16 +14,32 @@ from trainers.pipeline import Trainer
 from trainers.runtime import resolve_runtime
 from trainers.steps import Batch, step_loss
 
-PINNED = {"epoch", "phase", "loss_ssl", "loss_sl", "val_accuracy", "train_latency_s",
-          "train_gflops", "images_per_s"}  # fmt: skip
+PINNED = {
+    "epoch",
+    "phase",
+    "loss_ssl",
+    "loss_sl",
+    "val_accuracy",
+    "train_latency_s",
+    "train_gflops",
+    "images_per_s",
+}
 
 
 def tiny(**changes: Any) -> TrialConfig:
     base = {
-        "model": "vit_micro", "dataset": "digits", "labeled_fraction": 0.3,
-        "ssl_source": "unlabeled", "epochs_ssl": 2, "epochs_sl": 2, "rho": 0.5,
-        "anneal": "linear", "batch_size": 64, "num_threads": 1, "seed": 3,
-    }  # fmt: skip
+        "model": "vit_micro",
+        "dataset": "digits",
+        "labeled_fraction": 0.3,
+        "ssl_source": "unlabeled",
+        "epochs_ssl": 2,
+        "epochs_sl": 2,
+        "rho": 0.5,
+        "anneal": "linear",
+        "batch_size": 64,
+        "num_threads": 1,
+        "seed": 3,
+    }
     return TrialConfig.from_dict({**base, **changes})
 
 
@@ -112,8 +128,7 @@ def test_mix_step_sends_both_losses_into_the_backbone(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, image_size=16, in_chans=1)
     batch = Batch(torch.randn(4, 1, 16, 16), torch.randint(0, 10, (4,)))
-    backbone = [n for n, _ in model.named_parameters()
-                if not n.startswith(("head", "decoder"))]  # fmt: skip
+    backbone = [n for n, _ in model.named_parameters() if not n.startswith(("head", "decoder"))]
     for part in ("loss_ssl", "loss_sl"):
         model.zero_grad(set_to_none=True)
         step_loss(model, "mix", batch, alpha=0.5)[part].backward()

@@ -35,10 +35,14 @@ def plan_for(config: TrialConfig) -> list[tuple[str, int]]:
 
 def load_splits(config: TrialConfig, device: torch.device) -> Splits:
     splits = build_splits(
-        config.dataset, config.data_dir, val_fraction=config.val_fraction,
-        labeled_fraction=config.labeled_fraction, ssl_source=config.ssl_source,
-        label_noise=config.label_noise, seed=config.seed,
-    )  # fmt: skip
+        config.dataset,
+        config.data_dir,
+        val_fraction=config.val_fraction,
+        labeled_fraction=config.labeled_fraction,
+        ssl_source=config.ssl_source,
+        label_noise=config.label_noise,
+        seed=config.seed,
+    )
     if device.type == "cpu":
         return splits
     moved = {k: getattr(splits, k) for k in ("train_x", "train_y", "val_x", "val_y", "ssl_x")}
@@ -62,8 +66,9 @@ def make_optimizer(
 
 
 @torch.no_grad()
-def accuracy(model: MixModel, x: torch.Tensor, y: torch.Tensor, rt: Runtime, splits: Splits,
-             batch_size: int) -> float:  # fmt: skip
+def accuracy(
+    model: MixModel, x: torch.Tensor, y: torch.Tensor, rt: Runtime, splits: Splits, batch_size: int
+) -> float:
     """Top-1 accuracy of the classifier on uint8 images `x` (no augmentation)."""
     model.eval()
     correct = 0

@@ -12,7 +12,7 @@ from trainers.config import TrialConfig
 
 # Presets for which bf16 autocast beat fp32 on a CPU with AMX (benchmarks/throughput.py,
 # docs/benchmarks.md). Small models lose: the casts cost more than the matmuls save.
-CPU_BF16_FASTER = frozenset({"vit_tiny", "resnet18"})
+CPU_BF16_FASTER = frozenset({"vit_tiny", "resnet_micro", "resnet18"})
 
 
 @dataclass(frozen=True)

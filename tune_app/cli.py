@@ -13,10 +13,8 @@ import click
 from tune_app.settings import UserInputError
 
 NOT_YET = {
-    "search": "issue #4 (distributed multi-objective search)",
     "analyze": "issue #6 (analysis and export)",
     "export": "issue #6 (analysis and export)",
-    "spaces": "issue #4 (bundled search spaces)",
 }
 
 
@@ -37,23 +35,54 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--config", "config_path", required=True, help="YAML/JSON file of trial settings.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one setting, e.g. --set rho=0.5 (repeatable).")  # fmt: skip
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one setting, e.g. --set rho=0.5 (repeatable).",
+)
 @click.option("--out", default=None, help="Run folder (default: runs/<config name>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and phases as JSON.")
-def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool,
-          dry_run: bool) -> int:  # fmt: skip
+def train(
+    config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool, dry_run: bool
+) -> int:
     """Run the pipeline once (SSL, MIX, SL phases) and write metrics and checkpoints."""
     from tune_app.train import train_command  # imports torch: keep `--help` fast
 
     return train_command(config_path, overrides, out, resume, dry_run)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def search() -> int:
-    """Search a space with Ray Tune + Optuna (not landed yet)."""
-    return _not_landed("search")
+@cli.command()
+@click.option("--space", "space_arg", required=True, help="Bundled space name or YAML path.")
+@click.option("--name", default=None, help="Experiment name (default: <space>-<time>).")
+@click.option(
+    "--storage-path", default=None, help="Where experiments live (default ./experiments)."
+)
+@click.option("--num-samples", type=int, default=None, help="MixTraining trials to sample.")
+@click.option("--max-concurrent", type=int, default=None, help="Trials running at once.")
+@click.option("--address", default=None, help="Join a Ray cluster (auto, ray://host:10001).")
+@click.option(
+    "--wandb",
+    type=click.Choice(["online", "offline", "disabled"]),
+    default="disabled",
+    help="Weights & Biases logging (online/offline land with issue #5).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a dotted path of the space, e.g. --set trainer.epochs_sl=3.",
+)
+@click.option("--resume", is_flag=True, help="Continue the experiment --name after an interrupt.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON; run nothing.")
+def search(space_arg: str, **options: object) -> int:
+    """Search MixTraining's knobs with Ray Tune + Optuna, baselines included."""
+    from tune_app.search import search_command
+
+    return search_command(space_arg, **options)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -70,8 +99,12 @@ def export() -> int:
 
 @cli.command()
 def spaces() -> int:
-    """List the bundled search spaces (not landed yet)."""
-    return _not_landed("spaces")
+    """List the bundled search spaces."""
+    from search_spaces import list_spaces
+
+    for name, description in list_spaces():
+        click.echo(f"{name:<28} {description}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,8 +57,11 @@ class RunFolder:
         with open(self.out / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
         save_atomic(state, self.out / CHECKPOINT)
-        print(progress_line(metrics, self.total, time.perf_counter() - self.started),
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            progress_line(metrics, self.total, time.perf_counter() - self.started),
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def progress_line(m: dict[str, Any], total: int, elapsed: float) -> str:
@@ -79,8 +82,9 @@ def load_checkpoint(out: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def train_command(config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool,
-                  dry_run: bool) -> int:  # fmt: skip
+def train_command(
+    config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool, dry_run: bool
+) -> int:
     """Body of `tune-app train`. Returns the exit code; raises UserInputError for bad input."""
     config = load_config(config_path, overrides)
     if dry_run:
@@ -99,8 +103,11 @@ def train_command(config_path: str, overrides: tuple[str, ...], out: str | None,
         rows = [json.dumps(m) + "\n" for m in checkpoint["history"]]
         (folder / "history.jsonl").write_text("".join(rows))
     total = sum(epochs for _, epochs in plan_for(config))
-    print(f"tune-app train: {config.pipeline} {config.model} on {config.dataset}, {total} epochs"
-          f" -> {folder}", file=sys.stderr)  # fmt: skip
+    print(
+        f"tune-app train: {config.pipeline} {config.model} on {config.dataset}, {total} epochs"
+        f" -> {folder}",
+        file=sys.stderr,
+    )
     runner = RunFolder(folder, config, total)
     try:
         final = run(config, runner.report, checkpoint)

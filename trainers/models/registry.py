@@ -44,17 +44,27 @@ class ResNetPreset:
 PRESETS: dict[str, ViTPreset | ResNetPreset] = {
     # CPU default: 49 tokens at 28 px; ~1500 img/s fp32 SL training step, batch 256, 2 threads
     "vit_micro": ViTPreset(
-        embed_dim=64, depth=4, num_heads=2,
-        decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=2, target_grid=7,
+        embed_dim=64,
+        depth=4,
+        num_heads=2,
+        decoder_embed_dim=64,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        target_grid=7,
     ),
     # the paper's ViT-T (Tables 12-13): patch 2 at 32 px, patch 4 at 64 px
     "vit_tiny": ViTPreset(
-        embed_dim=192, depth=12, num_heads=3,
-        decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, target_grid=16,
+        embed_dim=192,
+        depth=12,
+        num_heads=3,
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        target_grid=16,
     ),
     "resnet_micro": ResNetPreset(backbone=resnet_micro_backbone, decoder_width=32),
     "resnet18": ResNetPreset(backbone=resnet18_backbone, decoder_width=128),
-}  # fmt: skip
+}
 MODELS: tuple[str, ...] = tuple(PRESETS)
 
 
@@ -92,8 +102,11 @@ def create_model(
     """
     if name not in PRESETS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
-    for field, value in (("num_classes", num_classes), ("image_size", image_size),
-                         ("in_chans", in_chans)):  # fmt: skip
+    for field, value in (
+        ("num_classes", num_classes),
+        ("image_size", image_size),
+        ("in_chans", in_chans),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{field} must be a positive integer, got {value!r}")
     try:
@@ -106,14 +119,20 @@ def create_model(
                 f"{name} needs image_size >= {preset.min_image_size}, got {image_size}"
             )
         return ResNetAE(
-            preset.backbone(in_chans), num_classes=num_classes, image_size=image_size,
-            in_chans=in_chans, decoder_width=preset.decoder_width,
-        )  # fmt: skip
+            preset.backbone(in_chans),
+            num_classes=num_classes,
+            image_size=image_size,
+            in_chans=in_chans,
+            decoder_width=preset.decoder_width,
+        )
     if not 0.0 <= preset.mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {preset.mask_ratio}")
     kwargs = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)}
     patch_size = choose_patch_size(image_size, kwargs.pop("target_grid"))
     return ViTMAE(
-        image_size=image_size, patch_size=patch_size, in_chans=in_chans,
-        num_classes=num_classes, **kwargs,
-    )  # fmt: skip
+        image_size=image_size,
+        patch_size=patch_size,
+        in_chans=in_chans,
+        num_classes=num_classes,
+        **kwargs,
+    )

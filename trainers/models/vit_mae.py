@@ -164,9 +164,14 @@ class ViTMAE(MixModel):
         nn.init.normal_(self.cls_token, std=0.02)
         patch_dim = patch_size * patch_size * in_chans
         self.decoder = MAEDecoder(
-            grid=grid, embed_dim=embed_dim, width=decoder_embed_dim, depth=decoder_depth,
-            heads=decoder_num_heads, mlp_ratio=mlp_ratio, patch_dim=patch_dim,
-        )  # fmt: skip
+            grid=grid,
+            embed_dim=embed_dim,
+            width=decoder_embed_dim,
+            depth=decoder_depth,
+            heads=decoder_num_heads,
+            mlp_ratio=mlp_ratio,
+            patch_dim=patch_dim,
+        )
 
     @property
     def num_patches(self) -> int:

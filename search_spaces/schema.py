@@ -1,0 +1,157 @@
+"""What a search space is once validated: the dataclasses and the names a space may use.
+
+The YAML shape is pinned in ARCHITECTURE.md ("Search space YAML"); `validate.py` holds the rules
+that turn a raw document into these dataclasses.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainers.config import TrialConfig
+
+REPORTED_METRICS = ("val_accuracy", "train_latency_s", "train_gflops")
+SAMPLERS = ("tpe", "nsga2", "nsga3", "random", "gp")
+GOALS = ("maximize", "minimize")
+DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform", "q_uniform")
+BASELINE_PIPELINES = ("sl", "ssl_sl")
+TOP_KEYS = (
+    "name",
+    "description",
+    "trainer",
+    "parameters",
+    "objectives",
+    "search",
+    "baselines",
+    "resources",
+    "wandb",
+)
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "sampler": "tpe",
+    "num_samples": 12,
+    "max_concurrent": 2,
+    "seed": 0,
+}
+BASELINE_DEFAULTS: dict[str, Any] = {"pipelines": ["sl", "ssl_sl"], "seeds": [0]}
+RESOURCE_DEFAULTS: dict[str, Any] = {"cpu": 1, "gpu": 0}
+WANDB_KEYS = ("project", "entity", "group", "tags")
+FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
+# Each trial's pipeline and seed come from its role (searched or baseline), never from the space.
+RESERVED = {
+    "pipeline": "set per trial (mixtraining for searched trials, baselines.pipelines for the rest)",
+    "seed": "set per trial by search.seed (searched trials) and baselines.seeds (baselines)",
+}
+
+
+class SpaceError(ValueError):
+    """A space is unusable. Message: `<file>: <dotted.field>: <what is wrong>; allowed: ...`."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One `parameters:` entry in W&B sweep terms; `distribution` is also categorical|constant."""
+
+    name: str
+    distribution: str
+    min: float | None = None
+    max: float | None = None
+    q: float | None = None
+    values: tuple[Any, ...] = ()
+    value: Any = None
+
+    def candidates(self) -> list[tuple[str, Any]]:
+        """(YAML key, value) pairs that bound what can be sampled: min/max, each value, or value."""
+        if self.distribution == "categorical":
+            return [("values", v) for v in self.values]
+        if self.distribution == "constant":
+            return [("value", self.value)]
+        return [("min", self.min), ("max", self.max)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form of this entry."""
+        if self.distribution == "categorical":
+            return {"values": copy.deepcopy(list(self.values))}
+        if self.distribution == "constant":
+            return {"value": copy.deepcopy(self.value)}
+        out = {"distribution": self.distribution, "min": self.min, "max": self.max}
+        return out if self.q is None else {**out, "q": self.q}
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    goal: str  # maximize | minimize
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated space. `source` (the file read) is left out of equality on purpose, so a
+    space written to an experiment's space.yaml and read back compares equal."""
+
+    name: str
+    description: str
+    source: str = field(compare=False)
+    trainer: dict[str, Any]
+    parameters: dict[str, Param]
+    objectives: tuple[Objective, ...]
+    sampler: str
+    num_samples: int
+    max_concurrent: int
+    seed: int
+    baseline_pipelines: tuple[str, ...]
+    baseline_seeds: tuple[int, ...]
+    cpu: float
+    gpu: float
+    wandb: dict[str, Any]
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        """Parameters given as `{value: x}`: fixed for every trial, like `trainer:`."""
+        return {n: p.value for n, p in self.parameters.items() if p.distribution == "constant"}
+
+    @property
+    def searched(self) -> dict[str, Param]:
+        """Parameters the sampler chooses (everything but constants)."""
+        return {n: p for n, p in self.parameters.items() if p.distribution != "constant"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved YAML shape (defaults filled in); reading it back gives an equal space."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "trainer": copy.deepcopy(self.trainer),
+            "parameters": {n: p.to_dict() for n, p in self.parameters.items()},
+            "objectives": [dataclasses.asdict(o) for o in self.objectives],
+            "search": {
+                "sampler": self.sampler,
+                "num_samples": self.num_samples,
+                "max_concurrent": self.max_concurrent,
+                "seed": self.seed,
+            },
+            "baselines": {
+                "pipelines": list(self.baseline_pipelines),
+                "seeds": list(self.baseline_seeds),
+            },
+            "resources": {"cpu": self.cpu, "gpu": self.gpu},
+            "wandb": copy.deepcopy(self.wandb),
+        }
+
+    def trial_config(
+        self, sampled: dict[str, Any], pipeline: str = "mixtraining", seed: int | None = None
+    ) -> TrialConfig:
+        """One trial's config: trainer settings, constants, sampled values, pipeline and seed.
+
+        Args:
+            sampled: values the sampler chose (empty for baselines).
+            pipeline: mixtraining, or a baseline pipeline.
+            seed: the trial seed; None means the space's search seed.
+
+        Raises:
+            trainers.config.ConfigError: a value is illegal (named in the message).
+        """
+        values = {**self.trainer, **self.constants, **sampled}
+        values.update(pipeline=pipeline, seed=self.seed if seed is None else seed)
+        return TrialConfig.from_dict(values)

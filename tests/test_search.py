@@ -1,0 +1,252 @@
+"""Search orchestration with a real local Ray: trials, study, baselines, faults, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from search_spaces import load_space
+from tune_app.cli import main
+from tune_app.search import RAY_ENV
+from tune_app.searcher import build_searcher
+
+SPACE = {
+    "name": "tiny",
+    "description": "digits, vit_micro, one epoch per phase",
+    "trainer": {
+        "model": "vit_micro",
+        "dataset": "digits",
+        "labeled_fraction": 0.3,
+        "ssl_source": "unlabeled",
+        "epochs_ssl": 2,
+        "epochs_sl": 2,
+        "batch_size": 64,
+    },
+    "parameters": {
+        "alpha": {"distribution": "uniform", "min": 0.1, "max": 0.9},
+        "rho": {"distribution": "uniform", "min": 0.5, "max": 1.0},
+        "lam": {"distribution": "uniform", "min": 0.3, "max": 1.0},
+        "anneal": {"values": ["none", "linear", "cosine"]},
+    },
+    "objectives": [
+        {"metric": "val_accuracy", "goal": "maximize"},
+        {"metric": "train_latency_s", "goal": "minimize"},
+    ],
+    "search": {"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
+    "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0]},
+    "resources": {"cpu": 1, "gpu": 0},
+}
+
+
+def write_space(tmp_path: Path, **changes: dict) -> Path:
+    space = {**SPACE, **changes}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def study_of(experiment: Path) -> optuna.Study:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}")
+    return optuna.load_study(study_name=experiment.name, storage=storage)
+
+
+def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> None:
+    space = write_space(tmp_path)
+    code = main(
+        ["search", "--space", str(space), "--storage-path", str(tmp_path / "exp"), "--name", "s1"]
+    )
+    assert code == 0
+    experiment = tmp_path / "exp" / "s1"
+    table = pd.read_parquet(experiment / "trials.parquet")
+    assert len(table) == 5 and table["trial_id"].is_unique
+    assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
+    assert table["complete"].all() and (table["status"] == "TERMINATED").all()
+    assert table.loc[table["pipeline"] == "sl", "alpha"].isna().all()  # knobs: not for baselines
+    mix = table[table["pipeline"] == "mixtraining"]
+    assert mix["alpha"].between(0.1, 0.9).all() and mix["rho"].between(0.5, 1.0).all()
+    assert (table["epochs_done"] == table["epochs_planned"]).all()
+    assert table["val_accuracy"].between(0, 1).all() and (table["train_latency_s"] > 0).all()
+    study = study_of(experiment)
+    assert study.directions == [
+        optuna.study.StudyDirection.MAXIMIZE,
+        optuna.study.StudyDirection.MINIMIZE,
+    ]
+    assert study.metric_names == ["val_accuracy", "train_latency_s"]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3  # baselines are trials of the experiment, not points of the study
+    by_alpha = {round(t.params["alpha"], 9): t.values for t in done}
+    for _, row in mix.iterrows():
+        assert by_alpha[round(row["alpha"], 9)] == pytest.approx(
+            [row["val_accuracy"], row["train_latency_s"]]
+        )
+    assert (experiment / "space.yaml").exists()
+    err = capsys.readouterr().err
+    assert "Pareto front" in err and "tune-app analyze" in err
+
+
+def drive(searcher, n: int) -> list[dict]:
+    """Ask for n configs, completing each with a fake result as a scheduler would."""
+    out = []
+    for i in range(n):
+        config = searcher.suggest(f"t{i}")
+        out.append(config)
+        fake = {"val_accuracy": 0.5 + 0.01 * i, "train_latency_s": 10.0 - i}
+        searcher.on_trial_complete(f"t{i}", result=fake)
+    return out
+
+
+def test_sampler_seed_reproduces_configs_and_baselines_come_first(tmp_path: Path) -> None:
+    space = load_space(str(write_space(tmp_path)), {"search.num_samples": 14})
+    runs = []
+    for k in range(2):
+        (tmp_path / str(k)).mkdir()
+        runs.append(drive(build_searcher(space, tmp_path / str(k), "s"), 14))
+    assert runs[0] == runs[1]
+    assert runs[0][:2] == [{"pipeline": "sl", "seed": 0}, {"pipeline": "ssl_sl", "seed": 0}]
+    assert all(c["pipeline"] == "mixtraining" and "alpha" in c for c in runs[0][2:])
+    other = load_space(str(write_space(tmp_path)), {"search.seed": 1})
+    (tmp_path / "2").mkdir()
+    assert drive(build_searcher(other, tmp_path / "2", "s"), 6)[2:] != runs[0][2:6]
+
+
+def test_crashed_trial_resumes_from_its_checkpoint(local_ray, tmp_path, monkeypatch) -> None:
+    space = write_space(
+        tmp_path,
+        baselines={"pipelines": [], "seeds": [0]},
+        search={"sampler": "random", "num_samples": 1, "seed": 0},
+    )
+    monkeypatch.setenv("TUNE_APP_TEST_CRASH_AT_EPOCH", "2")
+    monkeypatch.setenv("TUNE_APP_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+    code = main(
+        ["search", "--space", str(space), "--storage-path", str(tmp_path / "e"), "--name", "f"]
+    )
+    assert code == 0 and (tmp_path / "crashed").exists()
+    table = pd.read_parquet(tmp_path / "e" / "f" / "trials.parquet")
+    assert len(table) == 1 and table["complete"].all()
+    trial_dir = tmp_path / "e" / "f" / table["trial_id"][0]
+    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    epochs = [r["epoch"] for r in rows]
+    assert epochs == list(range(1, table["epochs_planned"][0] + 1))  # 1, 2, crash, 3, 4
+
+
+def test_bad_input_exits_2_and_creates_nothing(tmp_path: Path, capsys) -> None:
+    space = write_space(
+        tmp_path,
+        trainer={
+            **SPACE["trainer"],
+            "dataset": "fashion_mnist",
+            "data_dir": str(tmp_path / "missing"),
+        },
+    )
+    storage = tmp_path / "store"
+    assert main(["search", "--space", str(space), "--storage-path", str(storage)]) == 2
+    assert "trainer.dataset" in capsys.readouterr().err
+    assert main(["search", "--space", "no_such_space", "--storage-path", str(storage)]) == 2
+    assert (
+        main(
+            [
+                "search",
+                "--space",
+                str(write_space(tmp_path)),
+                "--storage-path",
+                str(storage),
+                "--set",
+                "search.sampler=cmaes",
+            ]
+        )
+        == 2
+    )
+    assert "search.sampler" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "search",
+                "--space",
+                str(write_space(tmp_path)),
+                "--name",
+                "x",
+                "--storage-path",
+                str(storage),
+                "--resume",
+            ]
+        )
+        == 2
+    )
+    assert not storage.exists()
+
+
+def test_dry_run_lists_trials_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    storage = tmp_path / "store"
+    assert (
+        main(
+            [
+                "search",
+                "--space",
+                str(write_space(tmp_path)),
+                "--storage-path",
+                str(storage),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["objectives"][0] == {"metric": "val_accuracy", "goal": "maximize"}
+    assert plan["trials"][:2] == [{"pipeline": "sl", "seed": 0}, {"pipeline": "ssl_sl", "seed": 0}]
+    assert plan["trials"][2]["count"] == 3
+    assert not storage.exists()
+
+
+def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
+    """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once."""
+    space = write_space(
+        tmp_path, search={"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0}
+    )
+    storage = tmp_path / "exp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tune_app.cli",
+        "search",
+        "--space",
+        str(space),
+        "--storage-path",
+        str(storage),
+        "--name",
+        "k",
+    ]
+    env = {**os.environ, **RAY_ENV}
+    driver = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(storage.glob("k/*/result.json"))) < 2:
+        time.sleep(1)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    driver.wait()
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_parquet(storage / "k" / "trials.parquet")
+    assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
+    assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]

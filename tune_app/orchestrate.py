@@ -1,0 +1,120 @@
+"""Ray Tune side of a search: build or restore the Tuner, run it, record the trials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+
+from search_spaces import SearchSpace
+from tune_app import results
+from tune_app.search import (
+    METRIC_COLUMNS,
+    PARAM_COLUMNS,
+    check_resources,
+    fixed_settings,
+    say,
+    start_ray,
+    write_space,
+)
+from tune_app.searcher import build_searcher
+from tune_app.trial import trainable
+
+MAX_FAILURES = 2  # a crashed trial is retried from its last checkpoint this many times
+# Test-only: crash each trial once after epoch N (the marker file makes it "once").
+CRASH_AT_EPOCH_ENV, CRASH_MARKER_ENV = "TUNE_APP_TEST_CRASH_AT_EPOCH", "TUNE_APP_TEST_CRASH_MARKER"
+
+
+def trial_dirname(trial: Trial) -> str:
+    return trial.trial_id  # short, stable folder names inside the experiment
+
+
+def injected_fault() -> tuple[int, str] | None:
+    at, marker = os.environ.get(CRASH_AT_EPOCH_ENV), os.environ.get(CRASH_MARKER_ENV)
+    return (int(at), marker) if at and marker else None
+
+
+def make_trainable(space: SearchSpace) -> Any:
+    fn = tune.with_parameters(trainable, fixed=fixed_settings(space), fault=injected_fault())
+    return tune.with_resources(fn, {"cpu": space.cpu, "gpu": space.gpu})
+
+
+def new_tuner(space: SearchSpace, experiment: Path) -> tune.Tuner:
+    total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
+    reporter = tune.CLIReporter(
+        parameter_columns=[
+            c for c in PARAM_COLUMNS if c in space.parameters or c in ("pipeline", "seed")
+        ],
+        metric_columns=list(METRIC_COLUMNS),
+        max_report_frequency=30,
+        max_progress_rows=40,
+    )
+    return tune.Tuner(
+        make_trainable(space),
+        tune_config=tune.TuneConfig(
+            search_alg=build_searcher(space, experiment, study_name=experiment.name),
+            num_samples=total,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment.name,
+            storage_path=str(experiment.parent),
+            verbose=1,
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            progress_reporter=reporter,
+        ),
+    )
+
+
+def collect(space: SearchSpace, experiment: Path) -> list[dict[str, Any]]:
+    """One row per trial Ray knows of, from the experiment folder (works after a crash too)."""
+    analysis = tune.ExperimentAnalysis(str(experiment))
+    rows = []
+    for t in analysis.trials:
+        error = t.get_error() if t.status == Trial.ERROR else None
+        rows.append(
+            results.trial_row(
+                space,
+                t.trial_id,
+                t.status,
+                dict(t.config),
+                t.last_result or {},
+                str(error) if error else None,
+            )
+        )
+    return rows
+
+
+def run_search(space: SearchSpace, experiment: Path, *, address: str | None, resume: bool) -> int:
+    started = start_ray(address)
+    try:
+        check_resources(space)
+        if resume:
+            say(f"tune-app search: resuming {experiment}")
+            tuner = tune.Tuner.restore(
+                str(experiment), make_trainable(space), resume_unfinished=True, resume_errored=True
+            )
+        else:
+            write_space(space, experiment)
+            say(f"tune-app search: {space.name} -> {experiment}")
+            tuner = new_tuner(space, experiment)
+        tuner.fit()
+        table = results.write_table(collect(space, experiment), experiment / "trials.parquet")
+        say("\n" + results.summary_text(table, space, str(experiment)))
+        unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
+        if len(unfinished):
+            say(
+                f"\n{len(unfinished)} trial(s) unfinished; continue with:\n  tune-app search "
+                f"--name {experiment.name} --storage-path {experiment.parent} --resume"
+            )
+            return 130
+        return 0
+    finally:
+        if started:
+            ray.shutdown()

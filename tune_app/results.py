@@ -1,0 +1,116 @@
+"""An experiment's trials as one table (`trials.parquet`) and the closing summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import pareto_mask
+from search_spaces import SearchSpace
+from trainers import plan_for
+
+FINAL_METRICS = (
+    "val_accuracy",
+    "test_accuracy",
+    "train_latency_s",
+    "train_gflops",
+    "images_per_s",
+    "loss_ssl",
+    "loss_sl",
+)
+
+
+def trial_row(
+    space: SearchSpace,
+    trial_id: str,
+    status: str,
+    suggested: dict[str, Any],
+    last: dict[str, Any],
+    error: str | None,
+) -> dict[str, Any]:
+    """One trials.parquet row: identity, knobs (None for baselines), settings, final metrics."""
+    pipeline = suggested.get("pipeline", "mixtraining")
+    config = space.trial_config(
+        {k: v for k, v in suggested.items() if k not in ("pipeline", "seed")},
+        pipeline,
+        suggested.get("seed"),
+    )
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "pipeline": pipeline,
+        "seed": config.seed,
+        "status": status,
+    }
+    settings = config.to_dict()
+    for name in space.parameters:  # the searched knobs mean nothing for a baseline
+        value = settings.pop(name)
+        row[name] = value if pipeline == "mixtraining" else None
+    settings.pop("pipeline"), settings.pop("seed")
+    settings["betas"] = str(settings["betas"])  # parquet wants one type per column
+    row.update(settings)
+    planned = last.get("epochs_planned") or sum(e for _, e in plan_for(config))
+    row.update({"epochs_done": last.get("epoch", 0), "epochs_planned": planned})
+    row.update({m: last.get(m) for m in FINAL_METRICS})
+    row["complete"] = status == "TERMINATED" and row["epochs_done"] == planned and not error
+    row["error"] = error
+    return row
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
+    """Write trials.parquet atomically (a temp name, then rename)."""
+    table = pd.DataFrame(rows)
+    tmp = path.with_suffix(".parquet.tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return table
+
+
+def front(table: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
+    """Complete MixTraining trials that no other complete MixTraining trial dominates."""
+    metrics = [o.metric for o in space.objectives]
+    done = table[table["complete"] & (table["pipeline"] == "mixtraining")]
+    if done.empty:
+        return done
+    mask = pareto_mask(done[metrics].to_numpy(dtype=float), [o.goal for o in space.objectives])
+    return done[mask].sort_values(metrics[-1])
+
+
+def summary_text(table: pd.DataFrame, space: SearchSpace, experiment: str) -> str:
+    """What a person needs after a search: where, how many, the front, the baselines, next steps."""
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    lines = [
+        f"Experiment: {experiment}",
+        f"Trials: {len(table)} ({', '.join(f'{n} {s.lower()}' for s, n in counts.items())});"
+        f" complete: {int(table['complete'].sum()) if len(table) else 0}",
+    ]
+    metrics = [o.metric for o in space.objectives]
+    knobs = list(space.parameters)
+    pf = front(table, space)
+    if len(pf):
+        lines += [
+            "",
+            "Pareto front (MixTraining, complete trials):",
+            pf[["trial_id", *knobs, *metrics]].to_string(index=False, float_format=_fmt),
+        ]
+    base = table[table["complete"] & (table["pipeline"] != "mixtraining")]
+    if len(base):
+        stats = base.groupby("pipeline")[metrics].agg(["mean", "std", "count"])
+        lines += ["", "Baselines (mean, std, seeds):", stats.to_string(float_format=_fmt)]
+    failed = table[table["status"] == "ERROR"]
+    for _, r in failed.head(5).iterrows():
+        lines.append(f"failed {r['trial_id']}: {str(r['error']).strip().splitlines()[-1]}")
+    lines += [
+        "",
+        "Next:",
+        f"  tune-app analyze {experiment}",
+        f"  tune-app export {experiment} --select knee --out best.yaml",
+        f"  optuna-dashboard sqlite:///{Path(experiment).resolve() / 'optuna.db'}",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v is None or np.isnan(v) else f"{v:.4g}"

@@ -1,0 +1,167 @@
+"""`tune-app search`: a Ray Tune + Optuna multi-objective search over one YAML space.
+
+Everything is validated before Ray starts or anything is written: the space, the dataset, and
+(once Ray is up, still before writing) whether the cluster can hold one trial's resources.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search_spaces import SearchSpace, SpaceError, load_space
+from tune_app.settings import UserInputError, parse_set, to_json
+
+# Quiet, offline Ray (shared/NOTES.md). The old output engine is what honours CLIReporter's
+# trimmed columns.
+# Every epoch checkpoints, which makes Ray snapshot the experiment often by design (so a
+# restore finds the newest checkpoint); its warning about that is noise for a small search.
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
+METRIC_COLUMNS = ("epoch", "phase", "val_accuracy", "train_latency_s")
+
+
+def resolve_space(
+    space_arg: str, sets: tuple[str, ...], num_samples: int | None, max_concurrent: int | None
+) -> SearchSpace:
+    overrides = parse_set(sets)
+    if num_samples is not None:
+        overrides["search.num_samples"] = num_samples
+    if max_concurrent is not None:
+        overrides["search.max_concurrent"] = max_concurrent
+    try:
+        return load_space(space_arg, overrides)
+    except SpaceError as e:
+        raise UserInputError(str(e)) from e
+
+
+def fixed_settings(space: SearchSpace) -> dict[str, Any]:
+    """Every TrialConfig field a trial starts from; the searcher's suggestion overrides some."""
+    fixed = space.trial_config({}, "mixtraining", None).to_dict()
+    if "num_threads" not in space.trainer:  # one torch thread per CPU the trial was given
+        fixed["num_threads"] = max(1, int(space.cpu))
+    return fixed
+
+
+def dry_run_plan(space: SearchSpace, experiment: Path) -> dict[str, Any]:
+    from tune_app.searcher import baseline_configs
+
+    return {
+        "experiment": str(experiment),
+        "space": space.to_dict(),
+        "objectives": [{"metric": o.metric, "goal": o.goal} for o in space.objectives],
+        "sampler": {"name": space.sampler, "seed": space.seed},
+        "resources": {"cpu": space.cpu, "gpu": space.gpu, "max_concurrent": space.max_concurrent},
+        "trials": baseline_configs(space)
+        + [
+            {
+                "pipeline": "mixtraining",
+                "count": space.num_samples,
+                "searched": sorted(space.parameters),
+            }
+        ],
+    }
+
+
+def check_data(space: SearchSpace) -> None:
+    """Load the data once now so a missing dataset is bad input, not N failed trials."""
+    from trainers.data import build_splits
+
+    c = space.trial_config({}, "mixtraining", None)
+    try:
+        build_splits(
+            c.dataset,
+            c.data_dir,
+            val_fraction=c.val_fraction,
+            labeled_fraction=c.labeled_fraction,
+            ssl_source=c.ssl_source,
+            label_noise=c.label_noise,
+            seed=c.seed,
+        )
+    except ValueError as e:
+        raise UserInputError(f"{space.source}: trainer.dataset: {e}") from e
+
+
+def check_resources(space: SearchSpace) -> None:
+    """One trial must fit on one node of the cluster Ray is connected to."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    best_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
+    best_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
+    if space.cpu > best_cpu or space.gpu > best_gpu:
+        raise UserInputError(
+            f"{space.source}: resources: a trial asks for cpu={space.cpu}, gpu={space.gpu} but "
+            f"the largest node has {best_cpu:g} CPUs and {best_gpu:g} GPUs"
+        )
+
+
+def start_ray(address: str | None) -> bool:
+    """Join `address` or start a local Ray; returns True when we started it (and must stop it)."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(
+        address=address, include_dashboard=False, configure_logging=True, logging_level="WARNING"
+    )
+    return True
+
+
+def search_command(
+    space_arg: str,
+    *,
+    name: str | None,
+    storage_path: str | None,
+    num_samples: int | None,
+    max_concurrent: int | None,
+    address: str | None,
+    wandb: str,
+    sets: tuple[str, ...],
+    resume: bool,
+    dry_run: bool,
+) -> int:
+    """Body of `tune-app search`. Returns the exit code; raises UserInputError for bad input."""
+    if wandb != "disabled":
+        raise UserInputError("--wandb online/offline lands with issue #5; use --wandb disabled")
+    storage = Path(storage_path or "experiments").expanduser().resolve()
+    if resume:
+        if not name:
+            raise UserInputError("--resume needs --name of the experiment to resume")
+        space_arg, sets = str(storage / name / "space.yaml"), ()
+    space = resolve_space(space_arg, sets, num_samples, max_concurrent)
+    name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment = storage / name
+    if dry_run:
+        print(to_json(dry_run_plan(space, experiment)))
+        return 0
+    if resume and not (experiment / "tuner.pkl").exists():
+        raise UserInputError(f"--resume: {experiment} holds no Ray Tune experiment to resume")
+    if not resume and experiment.exists():
+        raise UserInputError(f"{experiment} already exists; pass --resume or another --name")
+    check_data(space)
+    from tune_app.orchestrate import run_search  # imports ray: after validation
+
+    return run_search(space, experiment, address=address, resume=resume)
+
+
+def write_space(space: SearchSpace, experiment: Path) -> None:
+    experiment.mkdir(parents=True, exist_ok=True)
+    (experiment / "space.yaml").write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

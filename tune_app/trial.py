@@ -1,0 +1,74 @@
+"""The Ray Tune trainable: one trial = one `trainers.run`, checkpointed every epoch.
+
+Runs inside a Ray worker. The trial's settings are the space's fixed settings plus what the
+searcher suggested (the knobs, or a baseline's pipeline and seed). A trial restored by Ray
+(`FailureConfig` retry or `--resume`) continues after its last checkpointed epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainers import TrialConfig, plan_for, run
+
+STATE_FILE = "state.pt"
+
+
+def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfig:
+    config = TrialConfig.from_dict({**fixed, **suggested})
+    gpus = ray.get_gpu_ids()
+    if gpus and not torch.cuda.is_available() and config.device == "auto":
+        # Ray scheduled a GPU that torch cannot use (no driver, or GPUs declared by hand):
+        # run on the CPU rather than fail, and say so in the trial's log.
+        print(
+            f"tune-app: Ray assigned GPU(s) {gpus} but torch sees no CUDA device; "
+            "running this trial on the CPU",
+            file=sys.stderr,
+        )
+        config = config.replace(device="cpu")
+    return config
+
+
+def load_state() -> dict[str, Any] | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+
+
+def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
+    """Test-only fault injection: raise once after epoch `fault[0]` (marker file = "once")."""
+    if fault and epoch == fault[0] and not os.path.exists(fault[1]):
+        open(fault[1], "w").close()
+        raise RuntimeError(f"injected test crash after epoch {epoch}")
+
+
+def trainable(
+    suggested: dict[str, Any], fixed: dict[str, Any], fault: tuple[int, str] | None = None
+) -> None:
+    """Ray function trainable; `fixed` and `fault` come through `tune.with_parameters`."""
+    config = trial_config(fixed, suggested)
+    planned = sum(epochs for _, epochs in plan_for(config))
+    tags = {
+        "pipeline": config.pipeline,
+        "seed": config.seed,
+        "epochs_planned": planned,
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
+    }
+
+    def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, os.path.join(d, STATE_FILE))
+            tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
+        _maybe_crash(fault, metrics["epoch"])
+
+    run(config, report, load_state())
