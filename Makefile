@@ -8,13 +8,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SPACE  ?= vit_mix.yaml
 PYTEST_ARGS ?=
+SEARCH_ARGS ?=
 
 .PHONY: search test install dataset lint format clean-venv
 
 search: install
-	@mkdir -p runs
-	$(BIN)/tune-app train --config configs/vit_micro_fashion_mnist.yaml \
-		--out runs/make-search-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/tune-app search --space $(SPACE) $(SEARCH_ARGS)
 
 test: install
 	$(BIN)/ruff check .

@@ -14,38 +14,13 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from helpers import SPACE
 
 from search_spaces import load_space
 from tune_app.cli import main
 from tune_app.search import RAY_ENV
 from tune_app.searcher import build_searcher
-
-SPACE = {
-    "name": "tiny",
-    "description": "digits, vit_micro, one epoch per phase",
-    "trainer": {
-        "model": "vit_micro",
-        "dataset": "digits",
-        "labeled_fraction": 0.3,
-        "ssl_source": "unlabeled",
-        "epochs_ssl": 2,
-        "epochs_sl": 2,
-        "batch_size": 64,
-    },
-    "parameters": {
-        "alpha": {"distribution": "uniform", "min": 0.1, "max": 0.9},
-        "rho": {"distribution": "uniform", "min": 0.5, "max": 1.0},
-        "lam": {"distribution": "uniform", "min": 0.3, "max": 1.0},
-        "anneal": {"values": ["none", "linear", "cosine"]},
-    },
-    "objectives": [
-        {"metric": "val_accuracy", "goal": "maximize"},
-        {"metric": "train_latency_s", "goal": "minimize"},
-    ],
-    "search": {"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
-    "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0]},
-    "resources": {"cpu": 1, "gpu": 0},
-}
+from tune_app.wandb_records import read_run, run_files
 
 
 def write_space(tmp_path: Path, **changes: dict) -> Path:
@@ -53,17 +28,6 @@ def write_space(tmp_path: Path, **changes: dict) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(space))
     return path
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    for k, v in RAY_ENV.items():
-        os.environ.setdefault(k, v)
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
 
 
 def study_of(experiment: Path) -> optuna.Study:
@@ -74,7 +38,17 @@ def study_of(experiment: Path) -> optuna.Study:
 def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> None:
     space = write_space(tmp_path)
     code = main(
-        ["search", "--space", str(space), "--storage-path", str(tmp_path / "exp"), "--name", "s1"]
+        [
+            "search",
+            "--space",
+            str(space),
+            "--storage-path",
+            str(tmp_path / "exp"),
+            "--name",
+            "s1",
+            "--wandb",
+            "disabled",
+        ]
     )
     assert code == 0
     experiment = tmp_path / "exp" / "s1"
@@ -101,6 +75,7 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
             [row["val_accuracy"], row["train_latency_s"]]
         )
     assert (experiment / "space.yaml").exists()
+    assert not list(experiment.rglob("*wandb*"))  # --wandb disabled writes no W&B files
     err = capsys.readouterr().err
     assert "Pareto front" in err and "tune-app analyze" in err
 
@@ -139,7 +114,17 @@ def test_crashed_trial_resumes_from_its_checkpoint(local_ray, tmp_path, monkeypa
     monkeypatch.setenv("TUNE_APP_TEST_CRASH_AT_EPOCH", "2")
     monkeypatch.setenv("TUNE_APP_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
     code = main(
-        ["search", "--space", str(space), "--storage-path", str(tmp_path / "e"), "--name", "f"]
+        [
+            "search",
+            "--space",
+            str(space),
+            "--storage-path",
+            str(tmp_path / "e"),
+            "--name",
+            "f",
+            "--wandb",
+            "disabled",
+        ]
     )
     assert code == 0 and (tmp_path / "crashed").exists()
     table = pd.read_parquet(tmp_path / "e" / "f" / "trials.parquet")
@@ -235,6 +220,8 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
         str(storage),
         "--name",
         "k",
+        "--wandb",
+        "offline",
     ]
     env = {**os.environ, **RAY_ENV}
     driver = subprocess.Popen(
@@ -250,3 +237,8 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     table = pd.read_parquet(storage / "k" / "trials.parquet")
     assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
     assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
+    # W&B: across the killed and the resumed session, each trial logged each epoch once.
+    for _, row in table.iterrows():
+        files = run_files(storage / "k" / "wandb", row["trial_id"])
+        epochs = sorted(h["epoch"] for f in files for h in read_run(f).history)
+        assert epochs == list(range(1, row["epochs_planned"] + 1)), (row["trial_id"], epochs)

@@ -65,7 +65,7 @@ class TrialConfig:
     precision: str = "auto"
     device: str = "auto"
     num_threads: int = 0
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:

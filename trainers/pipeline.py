@@ -65,7 +65,7 @@ def make_optimizer(
     return opt, sched
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def accuracy(
     model: MixModel, x: torch.Tensor, y: torch.Tensor, rt: Runtime, splits: Splits, batch_size: int
 ) -> float:

@@ -66,8 +66,8 @@ def train(
 @click.option(
     "--wandb",
     type=click.Choice(["online", "offline", "disabled"]),
-    default="disabled",
-    help="Weights & Biases logging (online/offline land with issue #5).",
+    default=None,
+    help="Weights & Biases logging (default: online when logged in, else offline).",
 )
 @click.option(
     "--set",

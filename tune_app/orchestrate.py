@@ -43,7 +43,26 @@ def make_trainable(space: SearchSpace) -> Any:
     return tune.with_resources(fn, {"cpu": space.cpu, "gpu": space.gpu})
 
 
-def new_tuner(space: SearchSpace, experiment: Path) -> tune.Tuner:
+def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tune.Callback]:
+    if wandb_mode == "disabled":
+        return []
+    from tune_app.wandb_log import TrialLogger
+
+    w = space.wandb
+    return [
+        TrialLogger(
+            fixed=fixed_settings(space),
+            experiment=experiment,
+            mode=wandb_mode,
+            project=w.get("project") or "tune-app",
+            group=w.get("group") or experiment.name,
+            entity=w.get("entity"),
+            tags=tuple(w.get("tags") or ()),
+        )
+    ]
+
+
+def new_tuner(space: SearchSpace, experiment: Path, wandb_mode: str) -> tune.Tuner:
     total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
     reporter = tune.CLIReporter(
         parameter_columns=[
@@ -68,6 +87,7 @@ def new_tuner(space: SearchSpace, experiment: Path) -> tune.Tuner:
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             progress_reporter=reporter,
+            callbacks=callbacks(space, experiment, wandb_mode),
         ),
     )
 
@@ -91,7 +111,14 @@ def collect(space: SearchSpace, experiment: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def run_search(space: SearchSpace, experiment: Path, *, address: str | None, resume: bool) -> int:
+def run_search(
+    space: SearchSpace,
+    experiment: Path,
+    *,
+    address: str | None,
+    resume: bool,
+    wandb_mode: str = "disabled",
+) -> int:
     started = start_ray(address)
     try:
         check_resources(space)
@@ -103,10 +130,13 @@ def run_search(space: SearchSpace, experiment: Path, *, address: str | None, res
         else:
             write_space(space, experiment)
             say(f"tune-app search: {space.name} -> {experiment}")
-            tuner = new_tuner(space, experiment)
+            tuner = new_tuner(space, experiment, wandb_mode)
         tuner.fit()
         table = results.write_table(collect(space, experiment), experiment / "trials.parquet")
         say("\n" + results.summary_text(table, space, str(experiment)))
+        offline = sorted((experiment / "wandb").glob("offline-run-*"))
+        if offline:
+            say(f"  wandb sync {experiment / 'wandb'}/offline-run-*   # upload the W&B runs")
         unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
         if len(unfinished):
             say(
@@ -114,7 +144,7 @@ def run_search(space: SearchSpace, experiment: Path, *, address: str | None, res
                 f"--name {experiment.name} --storage-path {experiment.parent} --resume"
             )
             return 130
-        return 0
+        return 0 if table["complete"].any() else 1
     finally:
         if started:
             ray.shutdown()

@@ -49,11 +49,11 @@ def trial_row(
         value = settings.pop(name)
         row[name] = value if pipeline == "mixtraining" else None
     settings.pop("pipeline"), settings.pop("seed")
-    settings["betas"] = str(settings["betas"])  # parquet wants one type per column
     row.update(settings)
     planned = last.get("epochs_planned") or sum(e for _, e in plan_for(config))
     row.update({"epochs_done": last.get("epoch", 0), "epochs_planned": planned})
     row.update({m: last.get(m) for m in FINAL_METRICS})
+    row.update({"node_id": last.get("node_id"), "gpu_ids": last.get("gpu_ids")})
     row["complete"] = status == "TERMINATED" and row["epochs_done"] == planned and not error
     row["error"] = error
     return row

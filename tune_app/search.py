@@ -129,14 +129,12 @@ def search_command(
     num_samples: int | None,
     max_concurrent: int | None,
     address: str | None,
-    wandb: str,
+    wandb: str | None,
     sets: tuple[str, ...],
     resume: bool,
     dry_run: bool,
 ) -> int:
     """Body of `tune-app search`. Returns the exit code; raises UserInputError for bad input."""
-    if wandb != "disabled":
-        raise UserInputError("--wandb online/offline lands with issue #5; use --wandb disabled")
     storage = Path(storage_path or "experiments").expanduser().resolve()
     if resume:
         if not name:
@@ -154,8 +152,10 @@ def search_command(
         raise UserInputError(f"{experiment} already exists; pass --resume or another --name")
     check_data(space)
     from tune_app.orchestrate import run_search  # imports ray: after validation
+    from tune_app.wandb_log import resolve_mode
 
-    return run_search(space, experiment, address=address, resume=resume)
+    mode = resolve_mode(wandb)
+    return run_search(space, experiment, address=address, resume=resume, wandb_mode=mode)
 
 
 def write_space(space: SearchSpace, experiment: Path) -> None:

@@ -1,0 +1,139 @@
+"""Weights & Biases: one run per trial, offline-first, never able to fail a trial.
+
+Offline runs live in `<experiment>/wandb/` and upload later with `wandb sync`. The W&B callback
+runs in the driver and logs from a separate Ray actor, so no W&B error can reach a trial; a
+W&B service that cannot be reached at start turns the search offline with one notice.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+
+from trainers import TrialConfig
+from tune_app.wandb_records import logged_epochs
+
+UPLOAD_TIMEOUT_S = 30  # Ctrl-C must not wait Ray's default 30 minutes for uploads
+
+
+def has_credentials() -> bool:
+    """An API key in the environment or in ~/.netrc for the W&B host (`wandb login`)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def unreachable_reason() -> str | None:
+    """Why online W&B cannot be used right now (None = it can)."""
+    import wandb
+
+    try:
+        wandb.Api(timeout=15).viewer  # noqa: B018 - one authenticated round trip
+    except Exception as e:  # any failure (network, key, service) means: go offline
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def resolve_mode(requested: str | None) -> str:
+    """`None` = online when credentials are configured and W&B answers, else offline."""
+    if requested == "disabled":
+        return "disabled"
+    if requested is None and not has_credentials():
+        say("tune-app: no W&B credentials found; logging offline (upload later: wandb sync)")
+        return "offline"
+    if requested in (None, "online"):
+        reason = unreachable_reason()
+        if reason:
+            say(f"tune-app: W&B unreachable ({reason}); logging offline instead")
+            return "offline"
+        return "online"
+    return "offline"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _TrialLoggingActor(_WandbLoggingActor):
+    """Ray's logging actor, but `phase` (a string) is logged too and W&B's mode is ours."""
+
+    def __init__(self, *args: Any, mode: str, wandb_dir: str, **kwargs: Any) -> None:
+        os.environ.update({"WANDB_MODE": mode, "WANDB_DIR": wandb_dir, "WANDB_SILENT": "true"})
+        super().__init__(*args, mode=mode, dir=wandb_dir, **kwargs)
+
+    def _handle_result(self, result: dict) -> tuple[dict, dict]:
+        log, config_update = super()._handle_result(result)
+        if isinstance(result.get("phase"), str):
+            log["phase"] = result["phase"]
+        return log, config_update
+
+
+class TrialLogger(WandbLoggerCallback):
+    """One W&B run per trial: id = Ray trial id, named `<pipeline>-<trial id>`, grouped by
+    experiment, config = the full TrialConfig, history = one row per epoch."""
+
+    _logger_actor_cls = _TrialLoggingActor
+
+    def __init__(
+        self,
+        *,
+        fixed: dict[str, Any],
+        experiment: Path,
+        mode: str,
+        project: str,
+        group: str,
+        entity: str | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(
+            project=project,
+            group=group,
+            upload_timeout=UPLOAD_TIMEOUT_S,
+            entity=entity,
+            mode=mode,
+            wandb_dir=str(experiment),
+        )
+        self.fixed, self.experiment, self.mode, self.tags = fixed, experiment, mode, tuple(tags)
+        self._floor: dict[str, int] = {}
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        # Ray checks for an API key unless WANDB_MODE says offline: set it first.
+        os.environ.update({"WANDB_MODE": self.mode, "WANDB_DIR": str(self.experiment)})
+        super().setup(*args, **kwargs)
+
+    def log_trial_start(self, trial: Any) -> None:
+        suggested = dict(trial.config)
+        config = {**TrialConfig.from_dict({**self.fixed, **suggested}).to_dict()}
+        pipeline = config["pipeline"]
+        tags = [*self.tags, pipeline] + (["baseline"] if pipeline != "mixtraining" else [])
+        # A restored trial re-runs nothing W&B already holds (every earlier run file counts).
+        self._floor[trial.trial_id] = logged_epochs(self.experiment / "wandb", trial.trial_id)
+        kwargs = dict(
+            id=trial.trial_id,
+            name=f"{pipeline}-{trial.trial_id}",
+            resume="allow",
+            group=self.group,
+            project=self.project,
+            config=config,
+            tags=tags,
+            allow_val_change=True,
+        )
+        kwargs.update({k: v for k, v in self.kwargs.items() if k not in kwargs})
+        self._start_logging_actor(
+            trial, [*self._exclude_results, *self.excludes, "config"], **kwargs
+        )
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        if result.get("epoch", 0) <= self._floor.get(trial.trial_id, 0):
+            return
+        super().log_trial_result(iteration, trial, result)

@@ -1,0 +1,91 @@
+"""Reading W&B's local run files (`run-<id>.wandb`) without a network or a W&B server.
+
+The file is a 7-byte header (`:W&B`, magic, version) followed by LevelDB-log framing (32 KiB
+blocks; each chunk: crc32c u32, length u16, type u8 = FULL 1 | FIRST 2 | MIDDLE 3 | LAST 4) of
+`wandb_internal_pb2.Record` messages. wandb 0.31 ships no Python reader (its core is in Go).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_HEADER, _BLOCK, _CHUNK_HEADER = 7, 32768, 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def records(path: Path) -> Iterator[Any]:
+    """The protobuf Records of one run file, in order."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B run file")
+    pos, pending = _HEADER, b""
+    while pos + _CHUNK_HEADER <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _CHUNK_HEADER:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + _CHUNK_HEADER])
+        chunk = data[pos + _CHUNK_HEADER : pos + _CHUNK_HEADER + length]
+        pos += _CHUNK_HEADER + length
+        if kind == 0:
+            continue
+        pending = chunk if kind in (FULL, FIRST) else pending + chunk
+        if kind in (FULL, LAST):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def _items(update: Any) -> dict[str, Any]:
+    return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in update}
+
+
+@dataclass
+class RunFile:
+    """What one run file holds: identity, config, per-step history, the final summary."""
+
+    run_id: str = ""
+    name: str = ""
+    group: str = ""
+    tags: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def read_run(path: Path) -> RunFile:
+    run = RunFile()
+    for r in records(path):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            run.run_id, run.name, run.group = r.run.run_id, r.run.display_name, r.run.run_group
+            run.tags = list(r.run.tags)
+            run.config.update(_items(r.run.config.update))
+        elif kind == "config":
+            run.config.update(_items(r.config.update))
+        elif kind == "history":
+            run.history.append(_items(r.history.item))
+        elif kind == "summary":
+            run.summary.update(_items(r.summary.update))
+    return run
+
+
+def run_files(wandb_dir: Path, run_id: str | None = None) -> list[Path]:
+    """Run files under `<experiment>/wandb/`, all or those of one run id (any session)."""
+    pattern = f"*-{run_id}/run-{run_id}.wandb" if run_id else "*/run-*.wandb"
+    return sorted(Path(wandb_dir).glob(pattern))
+
+
+def logged_epochs(wandb_dir: Path, run_id: str) -> int:
+    """The highest `epoch` any local file of this run has logged (0 if none)."""
+    epochs = [
+        row.get("epoch", 0) for f in run_files(wandb_dir, run_id) for row in read_run(f).history
+    ]
+    return int(max(epochs, default=0))
