@@ -28,6 +28,7 @@ BUNDLED = (
     "resnet_mix",
     "vit_mix",
     "vit_mix_crossdomain",
+    "vit_mix_masked",
     "vit_tiny_cifar10",
     "vit_tiny_tinyimagenet",
 )

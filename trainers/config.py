@@ -14,6 +14,7 @@ from typing import Any
 PIPELINES = ("mixtraining", "ssl_sl", "sl")
 ANNEALS = ("none", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
+MIX_PASSES = ("full", "masked")
 DEVICES = ("auto", "cpu", "cuda")
 SSL_SOURCES_FIXED = ("same", "unlabeled")
 
@@ -53,6 +54,8 @@ class TrialConfig:
     lam: float = 0.5
     anneal: str = "none"
     mask_ratio: float | None = None
+    mix_pass: str = "full"
+    mix_mask_ratio: float | None = None
     # optimisation (paper Tables 12-13; AdamW)
     batch_size: int = 64
     lr_ssl: float | None = None
@@ -177,6 +180,24 @@ def _validate(c: TrialConfig) -> None:
             c.mask_ratio,
         )
         _check(0.0 < c.mask_ratio < 1.0, "mask_ratio", "a number in (0, 1) or null", c.mask_ratio)
+    _check(c.mix_pass in MIX_PASSES, "mix_pass", f"one of {', '.join(MIX_PASSES)}", c.mix_pass)
+    if c.model.startswith("resnet"):  # a feature map has no tokens to leave out of the encoder
+        _check(
+            c.mix_pass == "full",
+            "mix_pass",
+            "full for ResNet models (masked needs a ViT)",
+            c.mix_pass,
+        )
+        _check(
+            c.mix_mask_ratio is None, "mix_mask_ratio", "null for ResNet models", c.mix_mask_ratio
+        )
+    if c.mix_mask_ratio is not None:
+        _check(
+            0.0 < c.mix_mask_ratio < 1.0,
+            "mix_mask_ratio",
+            "a number in (0, 1) or null",
+            c.mix_mask_ratio,
+        )
     _check(c.batch_size >= 1, "batch_size", "an integer >= 1", c.batch_size)
     _check(c.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", c.eval_batch_size)
     for name in ("lr_ssl", "lr_sl"):

@@ -98,6 +98,7 @@ class Trainer:
             raise SetupError(str(e)) from e
         if config.mask_ratio is not None:
             self.model.mask_ratio = config.mask_ratio
+        self.model.mix_pass, self.model.mix_mask_ratio = config.mix_pass, config.mix_mask_ratio
         self.model.to(rt.device).train()
         self.data = BatchSource(s, config.batch_size, torch.Generator().manual_seed(config.seed))
         self.phases = epoch_phases(plan_for(config))

@@ -25,6 +25,10 @@ class MixModel(nn.Module, ABC):
     mask_ratio: float
     decoder: nn.Module
     head: nn.Module
+    # How the merged MIX step runs (set from TrialConfig.mix_pass / mix_mask_ratio):
+    # "full" = the paper's compute reuse, "masked" = encoder on the visible tokens only.
+    mix_pass: str = "full"
+    mix_mask_ratio: float | None = None
 
     @abstractmethod
     def encode(
@@ -64,18 +68,38 @@ class MixModel(nn.Module, ABC):
         return self.classify(feats)
 
     def mix_forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Merged MIX step: ONE encoder pass over all tokens feeds both heads.
+        """Merged MIX step: ONE encoder pass feeds both heads (`mix_pass` says which).
+
+        x: [N, C, H, W] -> (loss_ssl scalar, logits [N, num_classes]).
+        """
+        if self.mix_pass == "masked":
+            return self.mix_forward_masked(x)
+        return self.mix_forward_full(x)
+
+    def mix_forward_full(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The paper's compute reuse (appendix A.2): every token goes through the encoder.
 
         The classifier sees every token; the decoder sees the same features with a random
         `mask_ratio` of them swapped for its mask token and is scored on those only, so the
-        encoder is not run a second time on a masked view (paper appendix A.2).
-
-        x: [N, C, H, W] -> (loss_ssl scalar, logits [N, num_classes]).
+        encoder is not run a second time on a masked view.
         """
         feats, _, _ = self.encode(x, 0.0)
         logits = self.classify(feats)
         kept, mask, ids_restore = self.mask_features(feats, self.mask_ratio)
         loss_ssl = self.reconstruction_loss(x, self.reconstruct(kept, ids_restore), mask)
+        return loss_ssl, logits
+
+    def mix_forward_masked(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Masked merged pass: draw the MAE mask first, encode the visible tokens only.
+
+        The one set of visible-token features feeds the decoder (mask tokens + unshuffle, as in
+        the SSL phase) and the classifier (pooled over the visible tokens), so a MIX step costs
+        about a vanilla MAE step: roughly (1 - mix_mask_ratio) of the encoder's tokens.
+        """
+        ratio = self.mask_ratio if self.mix_mask_ratio is None else self.mix_mask_ratio
+        feats, mask, ids_restore = self.encode(x, ratio)
+        logits = self.classify(feats)
+        loss_ssl = self.reconstruction_loss(x, self.reconstruct(feats, ids_restore), mask)
         return loss_ssl, logits
 
     def forward(self, x: Tensor) -> Tensor:
