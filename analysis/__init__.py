@@ -1,5 +1,42 @@
-"""Pure functions over result tables: Pareto fronts, dominance. Importing it starts nothing."""
+"""Pure functions over result tables: Pareto fronts, dominance, hypervolume, plots, reports.
 
+Importing it starts nothing (no Ray, W&B or torch); matplotlib and plotly load only to render.
+"""
+
+from analysis.choose import SELECTIONS, NoMatch, provenance, select_trials
+from analysis.hypervolume import (
+    KNEE_RULE,
+    REFERENCE_RULE,
+    hypervolume,
+    hypervolume_2d,
+    knee_index,
+    reference_point,
+)
+from analysis.load import Experiment, ExperimentError, load_experiment
 from analysis.pareto import dominates, pareto_mask, to_minimize
+from analysis.records import summary_json
+from analysis.summary import Analysis, analyze_experiment
+from analysis.write import write_analysis
 
-__all__ = ["dominates", "pareto_mask", "to_minimize"]
+__all__ = [
+    "KNEE_RULE",
+    "REFERENCE_RULE",
+    "SELECTIONS",
+    "Analysis",
+    "Experiment",
+    "ExperimentError",
+    "NoMatch",
+    "analyze_experiment",
+    "dominates",
+    "hypervolume",
+    "hypervolume_2d",
+    "knee_index",
+    "load_experiment",
+    "pareto_mask",
+    "provenance",
+    "reference_point",
+    "select_trials",
+    "summary_json",
+    "to_minimize",
+    "write_analysis",
+]

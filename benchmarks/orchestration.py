@@ -29,12 +29,14 @@ def trial_spans(experiment: Path) -> list[dict]:
         if not rows:
             continue
         first, last = rows[0], rows[-1]
-        spans.append({
-            "start": first["timestamp"] - first["time_this_iter_s"],
-            "end": last["timestamp"],
-            "running_s": last["time_total_s"],
-            "train_s": last["train_latency_s"],
-        })
+        spans.append(
+            {
+                "start": first["timestamp"] - first["time_this_iter_s"],
+                "end": last["timestamp"],
+                "running_s": last["time_total_s"],
+                "train_s": last["train_latency_s"],
+            }
+        )
     return spans
 
 
@@ -50,16 +52,32 @@ def main(argv: list[str] | None = None) -> None:
     trial_wall = max(s["end"] for s in spans) - min(s["start"] for s in spans)
     running = sum(s["running_s"] for s in spans)
     train = sum(s["train_s"] for s in spans)
-    rows = [["first trial start -> last trial end", f"{trial_wall:.0f}",
-             f"{running / (slots * trial_wall):.3f}", f"{train / (slots * trial_wall):.3f}"]]
+    rows = [
+        [
+            "first trial start -> last trial end",
+            f"{trial_wall:.0f}",
+            f"{running / (slots * trial_wall):.3f}",
+            f"{train / (slots * trial_wall):.3f}",
+        ]
+    ]
     if args.wall_s:
-        rows.append(["whole command", f"{args.wall_s:.0f}", f"{running / (slots * args.wall_s):.3f}",
-                     f"{train / (slots * args.wall_s):.3f}"])
-    body = (f"Experiment `{args.experiment.name}`: {len(spans)} trials, {slots} slots, "
-            f"trials ran {running:.0f} s in all, of which {train:.0f} s were timed training "
-            "steps. Target: utilisation >= 0.9.\n\n"
-            + markdown_table(["wall time", "seconds", "utilisation (running)",
-                              "utilisation (training steps only)"], rows))
+        rows.append(
+            [
+                "whole command",
+                f"{args.wall_s:.0f}",
+                f"{running / (slots * args.wall_s):.3f}",
+                f"{train / (slots * args.wall_s):.3f}",
+            ]
+        )
+    body = (
+        f"Experiment `{args.experiment.name}`: {len(spans)} trials, {slots} slots, "
+        f"trials ran {running:.0f} s in all, of which {train:.0f} s were timed training "
+        "steps. Target: utilisation >= 0.9.\n\n"
+        + markdown_table(
+            ["wall time", "seconds", "utilisation (running)", "utilisation (training steps only)"],
+            rows,
+        )
+    )
     record("orchestration", "Search slot utilisation", body)
 
 

@@ -114,12 +114,6 @@ def test_resume_without_checkpoint_exits_2(tmp_path: Path, capsys) -> None:
     assert "nothing to resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("verb", ["analyze", "export"])
-def test_verbs_not_landed_say_so(verb: str, capsys) -> None:
-    assert main([verb]) == 1
-    assert "not available yet" in capsys.readouterr().err
-
-
 def test_help_and_version_exit_0(capsys) -> None:
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out

@@ -12,20 +12,6 @@ import click
 
 from tune_app.settings import UserInputError
 
-NOT_YET = {
-    "analyze": "issue #6 (analysis and export)",
-    "export": "issue #6 (analysis and export)",
-}
-
-
-def _not_landed(verb: str) -> int:
-    click.echo(
-        f"tune-app {verb}: not available yet in this version; it lands with {NOT_YET[verb]}. "
-        "`tune-app train --config FILE` runs one training run today.",
-        err=True,
-    )
-    return 1
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tune-app")
@@ -85,16 +71,40 @@ def search(space_arg: str, **options: object) -> int:
     return search_command(space_arg, **options)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def analyze() -> int:
-    """Pareto front of an experiment against the baselines (not landed yet)."""
-    return _not_landed("analyze")
+@cli.command()
+@click.argument("experiment", metavar="EXP_DIR")
+@click.option("--out", default=None, help="Where to write (default: EXP_DIR/analysis).")
+def analyze(experiment: str, out: str | None) -> int:
+    """Pareto front of an experiment against the baselines: plots, report, summary."""
+    from tune_app.analyze import analyze_command  # pandas, pyarrow: keep --help fast
+
+    return analyze_command(experiment, out)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def export() -> int:
-    """Export the best configurations of an experiment (not landed yet)."""
-    return _not_landed("export")
+@cli.command()
+@click.argument("experiment", metavar="EXP_DIR")
+@click.option(
+    "--select",
+    required=True,
+    type=click.Choice(["knee", "max-accuracy", "min-latency", "all-pareto"]),
+    help="Which front trial(s) to export.",
+)
+@click.option(
+    "--max-latency", type=float, metavar="S", help="Keep trials with train_latency_s <= S seconds."
+)
+@click.option("--min-accuracy", type=float, metavar="A", help="Keep trials with val_accuracy >= A.")
+@click.option(
+    "--out",
+    required=True,
+    help="YAML file for `tune-app train --config`; all-pareto writes <stem>-<trial_id>.yaml.",
+)
+def export(
+    experiment: str, select: str, max_latency: float | None, min_accuracy: float | None, out: str
+) -> int:
+    """Export front trial(s) of an experiment as standalone run configs."""
+    from tune_app.analyze import export_command
+
+    return export_command(experiment, select, max_latency, min_accuracy, out)
 
 
 @cli.command()

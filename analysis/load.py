@@ -1,0 +1,166 @@
+"""An experiment folder as one table: `trials.parquet`, or Ray's own files when it is missing.
+
+`trials.parquet` is written when a search ends (or is interrupted cleanly). A search that is
+still running or was killed has only Ray's per-trial files, `<trial_id>/params.json` (the
+searcher's suggestion) and `<trial_id>/result.json` (one JSON line per epoch); the table built
+from them has the same columns for identity, knobs and final metrics, plus the space's fixed
+`trainer` settings (other settings then take `TrialConfig` defaults).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+FINAL_METRICS = (
+    "val_accuracy",
+    "test_accuracy",
+    "train_latency_s",
+    "train_gflops",
+    "images_per_s",
+    "loss_ssl",
+    "loss_sl",
+)
+IDENTITY = ("trial_id", "pipeline", "seed", "status", "complete", "error")
+FROM_PARQUET, FROM_RAY = "trials.parquet", "Ray result files (no trials.parquet)"
+
+
+class ExperimentError(ValueError):
+    """The folder is not a readable experiment; the message names the path and what is missing."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its resolved space, one row per trial, and where the rows came from."""
+
+    path: Path
+    space: dict[str, Any]
+    table: pd.DataFrame
+    source: str
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o["metric"] for o in self.space["objectives"]]
+
+    @property
+    def goals(self) -> list[str]:
+        return [o["goal"] for o in self.space["objectives"]]
+
+    @property
+    def knobs(self) -> list[str]:
+        return list(self.space.get("parameters") or {})
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read `space.yaml` and the trials of an experiment folder.
+
+    Args:
+        path: the experiment folder (`<storage-path>/<name>`).
+
+    Raises:
+        ExperimentError: no such folder, no `space.yaml`, or a table missing required columns.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ExperimentError(f"{path}: no such experiment folder")
+    space = read_space(path)
+    if (path / "trials.parquet").is_file():
+        table, source = pd.read_parquet(path / "trials.parquet"), FROM_PARQUET
+    else:
+        table, source = table_from_ray_files(path, space), FROM_RAY
+    missing = [
+        c for c in (*IDENTITY, *(o["metric"] for o in space["objectives"])) if c not in table
+    ]
+    if missing:
+        raise ExperimentError(f"{path / source.split()[0]}: missing column(s) {missing}")
+    return Experiment(path, space, table.reset_index(drop=True), source)
+
+
+def read_space(path: Path) -> dict[str, Any]:
+    """The resolved space the search wrote (`space.yaml`); only plain YAML is needed here."""
+    file = path / "space.yaml"
+    if not file.is_file():
+        raise ExperimentError(
+            f"{path}: no space.yaml; not an experiment folder written by `tune-app search`"
+        )
+    try:
+        space = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ExperimentError(f"{file}: not valid YAML: {e}") from e
+    if not isinstance(space, dict) or not space.get("objectives"):
+        raise ExperimentError(f"{file}: no `objectives` list")
+    return space
+
+
+def table_from_ray_files(path: Path, space: dict[str, Any]) -> pd.DataFrame:
+    """One row per `<trial>/params.json` under `path` (see the module docstring)."""
+    statuses = ray_statuses(path)
+    trial_dirs = sorted(d for d in path.iterdir() if (d / "params.json").is_file())
+    rows = [ray_trial_row(d, space, statuses) for d in trial_dirs]
+    columns = [*IDENTITY, *(space.get("parameters") or {}), *FINAL_METRICS]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+
+
+def ray_statuses(path: Path) -> dict[str, str]:
+    """Trial statuses from Ray's newest `experiment_state-*.json`; {} when absent or unreadable.
+
+    That file is Ray's internal format, so any surprise means "status unknown", not an error.
+    """
+    states = sorted(path.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text(encoding="utf-8"))
+        trials = [json.loads(entry[0]) for entry in data["trial_data"]]
+        return {str(t["trial_id"]): str(t["status"]) for t in trials}
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}
+
+
+def read_results(file: Path) -> list[dict[str, Any]]:
+    """Ray's `result.json` lines; a half-written last line (a killed search) is skipped."""
+    if not file.is_file():
+        return []
+    rows = []
+    for line in file.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def ray_trial_row(trial_dir: Path, space: dict[str, Any], statuses: dict[str, str]) -> dict:
+    """A trials.parquet-like row from one Ray trial folder."""
+    params = json.loads((trial_dir / "params.json").read_text(encoding="utf-8"))
+    results = read_results(trial_dir / "result.json")
+    last = results[-1] if results else {}
+    trial_id = str(last.get("trial_id", trial_dir.name))
+    pipeline = last.get("pipeline") or params.get("pipeline", "mixtraining")
+    error_file = trial_dir / "error.txt"
+    status = statuses.get(trial_id) or ("ERROR" if error_file.is_file() else "UNKNOWN")
+    error = error_file.read_text(errors="replace") if status == "ERROR" else None
+    done, planned = last.get("epoch", 0), last.get("epochs_planned")
+    parameters = space.get("parameters") or {}
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "pipeline": pipeline,
+        "seed": last.get("seed", params.get("seed", (space.get("search") or {}).get("seed", 0))),
+        "status": status,
+    }
+    for name, spec in parameters.items():
+        value = params.get(name, spec.get("value"))  # `value:` parameters are constants
+        row[name] = value if pipeline == "mixtraining" else None
+    row.update({k: v for k, v in (space.get("trainer") or {}).items() if k not in row})
+    row.update({"epochs_done": done, "epochs_planned": planned})
+    row.update({m: last.get(m) for m in FINAL_METRICS})
+    # Every planned epoch reported means the metrics are final, even if Ray never got to mark
+    # the trial TERMINATED (the search was killed right after).
+    row["complete"] = planned is not None and done == planned and status != "ERROR"
+    row["error"] = error
+    return row

@@ -1,0 +1,136 @@
+"""Drawing `PlotData` (see analysis/plots.py): a PNG with matplotlib and an HTML with plotly.
+
+Nothing here decides what to show. matplotlib is used through its object API and the Agg
+canvas (no pyplot), so rendering never touches a global backend or opens a window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from analysis.plots import BaselineMean, PlotData, Points
+
+# One colour per group, shared by both renderers so the PNG and the HTML read alike.
+COLOURS = {
+    "MixTraining, dominated": "#6baed6",
+    "MixTraining Pareto front": "#08519c",
+    "SSL+SL": "#d95f02",
+    "SL": "#1b9e77",
+}
+OTHER = "#7570b3"
+FRONT = COLOURS["MixTraining Pareto front"]
+
+
+def colour(label: str) -> str:
+    for key, value in COLOURS.items():
+        if label.startswith(key):
+            return value
+    return OTHER
+
+
+def _mpl_points(group: Points) -> dict[str, Any]:
+    big = group.label.startswith("MixTraining Pareto")
+    seeds = group.label.endswith("seeds")
+    return {
+        "s": 46 if big else 28,
+        "color": colour(group.label),
+        "alpha": 0.45 if seeds else 0.95,
+        "edgecolors": "white",
+        "linewidths": 0.5,
+        "label": group.label if group.x else None,
+        "zorder": 3,
+    }
+
+
+def _mpl_baseline(b: BaselineMean) -> dict[str, Any]:
+    return {"fmt": "D", "ms": 8, "color": colour(b.label), "mec": "black", "capsize": 4}
+
+
+def draw_png(data: PlotData, path: Path) -> None:
+    """Write the trade-off plot as a PNG to `path` (any suffix; the format is PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if data.front_line[0]:
+        ax.plot(*data.front_line, color=FRONT, lw=1.5, zorder=2, label="Pareto front boundary")
+    for group in data.points:
+        ax.scatter(group.x, group.y, **_mpl_points(group))
+    for x, y, text in data.front_labels:
+        ax.annotate(text, (x, y), xytext=(6, -11), textcoords="offset points", fontsize=7)
+    for b in data.baselines:
+        style = _mpl_baseline(b)
+        ax.errorbar(b.x, b.y, yerr=b.y_err, xerr=b.x_err, label=b.label, zorder=4, **style)
+    if data.knee is not None:
+        label = f"knee (trial {data.knee.ids[0]})"
+        star = {"marker": "*", "s": 260, "color": "gold", "edgecolors": "black"}
+        ax.scatter(data.knee.x, data.knee.y, label=label, zorder=5, **star)
+    ax.margins(0.08)  # room for the knee star and the id labels at the edges
+    ax.set(xlabel=data.x_label, ylabel=data.y_label)
+    ax.set_title(data.title, fontsize=11)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    else:  # an empty plot must not look like a rendering bug
+        ax.text(0.5, 0.5, "No complete trial to plot", ha="center", transform=ax.transAxes)
+        ax.set(xticks=[], yticks=[])  # matplotlib's default -0.04..0.04 ticks would mislead
+    fig.supxlabel(data.note, fontsize=8, color="dimgray")  # laid out below the axis label
+    fig.savefig(path, format="png")
+
+
+def _plotly_points(group: Points) -> dict[str, Any]:
+    return {
+        "x": group.x,
+        "y": group.y,
+        "mode": "markers",
+        "name": group.label,
+        "text": group.hover,
+        "customdata": group.ids,
+        "hovertemplate": "%{text}<extra></extra>",
+        "marker": {"color": colour(group.label), "size": 10 if "front" in group.label else 7},
+        "opacity": 0.5 if group.label.endswith("seeds") else 0.95,
+    }
+
+
+def _plotly_baseline(b: BaselineMean, data: PlotData) -> dict[str, Any]:
+    tip = f"{b.label}<br>{data.x_label} = %{{x:.4g}}<br>{data.y_label} = %{{y:.4g}}"
+    return {
+        "x": [b.x],
+        "y": [b.y],
+        "mode": "markers",
+        "name": b.label,
+        "hovertemplate": tip + "<extra></extra>",
+        "marker": {"symbol": "diamond", "size": 12, "color": colour(b.label)},
+        "error_x": {"type": "data", "array": [b.x_err or 0.0], "visible": b.x_err is not None},
+        "error_y": {"type": "data", "array": [b.y_err or 0.0], "visible": b.y_err is not None},
+    }
+
+
+def draw_html(data: PlotData, path: Path) -> None:
+    """Write the interactive plot to `path`: one HTML file with plotly.js inlined (offline)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if data.front_line[0]:
+        x, y = data.front_line
+        line = {"color": FRONT, "width": 1.5}
+        fig.add_scatter(x=x, y=y, mode="lines", line=line, name="Pareto front boundary")
+    for group in data.points:
+        fig.add_scatter(**_plotly_points(group))
+    for b in data.baselines:
+        fig.add_scatter(**_plotly_baseline(b, data))
+    if data.knee is not None:
+        knee = {**_plotly_points(data.knee), "name": "knee"}
+        knee["marker"] = {"symbol": "star", "size": 18, "color": "gold"}
+        fig.add_scatter(**knee)
+    fig.update_layout(
+        title=f"{data.title}<br><sup>{data.note}</sup>",
+        xaxis_title=data.x_label,
+        yaxis_title=data.y_label,
+        template="plotly_white",
+    )
+    # include_plotlyjs=True inlines plotly.js (~4 MB) so the file opens offline, with no CDN.
+    fig.write_html(path, include_plotlyjs=True, full_html=True)

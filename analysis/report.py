@@ -1,0 +1,230 @@
+"""The words of an analysis: the terminal headline and report.md."""
+
+from __future__ import annotations
+
+from analysis.fmt import epochs_text, fmt_delta, fmt_value, md_table, param_text, yes_no
+from analysis.hypervolume import KNEE_RULE, REFERENCE_RULE
+from analysis.records import last_line
+from analysis.summary import (
+    PIPELINE_NAMES,
+    Analysis,
+    beats,
+    better_everywhere,
+    left_out_counts,
+    within_noise,
+)
+
+COMPARED = ("ssl_sl", "sl")  # the paper's claim is against SSL+SL; SL is the cheap floor
+
+
+def left_out_text(analysis: Analysis) -> str:
+    counts = left_out_counts(analysis)
+    if not counts:
+        return "none left out"
+    return "left out: " + ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+
+
+def beat_line(analysis: Analysis, pipeline: str) -> str:
+    """'k of N dominate the SSL+SL mean (n seeds)', with the most accurate winner's margins."""
+    name, metrics = PIPELINE_NAMES.get(pipeline, pipeline), analysis.experiment.metrics
+    stats = analysis.baselines[pipeline]
+    winners = beats(analysis, pipeline)
+    line = (
+        f"{len(winners)} of {len(analysis.mix)} MixTraining trials dominate the {name} mean "
+        f"({stats[metrics[0]]['n']} seed(s))"
+    )
+    if len(winners):
+        best = winners.sort_values(f"{metrics[0]}_vs_{pipeline}", key=abs).iloc[-1]
+        margins = ", ".join(
+            f"{m} {fmt_delta(m, best[f'{m}_vs_{pipeline}'], stats[m]['mean'])}" for m in metrics
+        )
+        line += f"; largest {metrics[0]} margin: {best['trial_id']} ({margins})"
+    return line
+
+
+def headline(analysis: Analysis) -> list[str]:
+    """The few lines `tune-app analyze` prints: counts, front, knee, dominance."""
+    exp = analysis.experiment
+    name = exp.space.get("name", exp.path.name)
+    lines = [
+        f"{name}: {len(exp.table)} trials, {len(analysis.done)} complete "
+        f"({len(analysis.mix)} MixTraining); {left_out_text(analysis)}"
+    ]
+    if analysis.mix.empty:
+        lines.append("No complete MixTraining trial: there is no Pareto front to report.")
+        return lines
+    knee = analysis.knee
+    knee_values = ", ".join(f"{m} {fmt_value(m, knee[m])}" for m in exp.metrics)
+    lines.append(
+        f"Pareto front: {len(analysis.front)} trial(s); knee {knee['trial_id']} ({knee_values})"
+    )
+    for pipeline in COMPARED:
+        if pipeline in analysis.baselines:
+            lines.append(beat_line(analysis, pipeline))
+    if "ssl_sl" not in analysis.baselines:
+        lines.append("No complete SSL+SL baseline: dominance over SSL+SL not assessed.")
+    return lines
+
+
+def searched_section(analysis: Analysis) -> list[str]:
+    exp, space = analysis.experiment, analysis.experiment.space
+    search, base = space.get("search") or {}, space.get("baselines") or {}
+    fixed = ", ".join(f"{k}={v}" for k, v in (space.get("trainer") or {}).items())
+    return [
+        "## What was searched",
+        "",
+        f"- Experiment: `{exp.path}` (trials read from {exp.source})",
+        f"- Space: `{space.get('name')}`: {space.get('description', '')}",
+        f"- Fixed settings: {fixed or '(defaults)'}",
+        "- Searched: " + "; ".join(param_text(n, s) for n, s in space["parameters"].items()),
+        "- Objectives: "
+        + ", ".join(f"{g} `{m}`" for m, g in zip(exp.metrics, exp.goals, strict=True)),
+        f"- Sampler: {search.get('sampler')}, {search.get('num_samples')} MixTraining samples, "
+        f"seed {search.get('seed')}; baselines {base.get('pipelines')} x seeds {base.get('seeds')}",
+        f"- Trials: {len(exp.table)}, {len(analysis.done)} complete; {left_out_text(analysis)}",
+        "",
+    ] + left_out_table(analysis)
+
+
+def left_out_table(analysis: Analysis) -> list[str]:
+    if analysis.left_out.empty:
+        return []
+    rows = [
+        [
+            r["trial_id"],
+            r["pipeline"],
+            r["status"],
+            r["reason"],
+            epochs_text(r),
+            (last_line(r["error"]) or "")[:160],
+        ]
+        for _, r in analysis.left_out.iterrows()
+    ]
+    headers = ["trial", "pipeline", "status", "left out because", "epochs", "error"]
+    note = "Only complete trials (every planned epoch, no error) are in the front and statistics."
+    return [note, "", md_table(headers, rows), ""]
+
+
+def front_section(analysis: Analysis) -> list[str]:
+    exp = analysis.experiment
+    lines = ["## Pareto front (complete MixTraining trials)", ""]
+    if analysis.front.empty:
+        return lines + ["No complete MixTraining trial, so no front.", ""]
+    compare = [p for p in COMPARED if p in analysis.baselines]
+    headers = ["trial", *exp.knobs, *exp.metrics, "test_accuracy"]
+    headers += [f"dominates {PIPELINE_NAMES[p]}" for p in compare] + ["knee"]
+    rows = []
+    for _, r in analysis.front.iterrows():
+        cells = [r["trial_id"], *(fmt_value(k, r[k]) for k in exp.knobs)]
+        cells += [fmt_value(m, r[m]) for m in (*exp.metrics, "test_accuracy")]
+        cells += ["yes" if r[f"dominates_{p}"] else "no" for p in compare]
+        rows.append([*cells, "*" if r["knee"] else ""])
+    knee = f"Knee (*): {KNEE_RULE}. Test accuracy is shown, never used to choose."
+    return lines + [md_table(headers, rows), "", knee, ""]
+
+
+def versus_section(analysis: Analysis, pipeline: str) -> list[str]:
+    """Which trials beat one baseline's mean on every objective, and by how much."""
+    name, metrics = PIPELINE_NAMES.get(pipeline, pipeline), analysis.experiment.metrics
+    stats = analysis.baselines[pipeline]
+    winners = beats(analysis, pipeline)
+    lines = [f"### {name}", "", beat_line(analysis, pipeline) + ".", ""]
+    if winners.empty:
+        return lines
+    rows = [
+        [r["trial_id"], yes_no(r["on_front"])]
+        + [fmt_delta(m, r[f"{m}_vs_{pipeline}"], stats[m]["mean"]) for m in metrics]
+        + [yes_no(better_everywhere(analysis, r, pipeline))]
+        + [yes_no(not within_noise(analysis, r, pipeline))]
+        for _, r in winners.iterrows()
+    ]
+    headers = ["trial", "on front", *(f"{m} vs mean" for m in metrics)]
+    headers += ["better on every objective", "every margin > seed std"]
+    return lines + [md_table(headers, rows), ""]
+
+
+def baselines_section(analysis: Analysis) -> list[str]:
+    lines = ["## Against the baselines", ""]
+    if not analysis.baselines:
+        return lines + ["No complete baseline trial: nothing to compare against.", ""]
+    lines += [
+        "A trial dominates a baseline when it is at least as good on every objective and better "
+        "on one, compared with the baseline's mean over seeds.",
+        "",
+    ]
+    for pipeline in [*COMPARED, *(p for p in analysis.baselines if p not in COMPARED)]:
+        if pipeline in analysis.baselines and not analysis.mix.empty:
+            lines += versus_section(analysis, pipeline)
+    return lines
+
+
+def noise_section(analysis: Analysis) -> list[str]:
+    """How much the baselines moved between seeds: the scale any margin must beat."""
+    if not analysis.baselines:
+        return []
+    rows = []
+    for pipeline, stats in analysis.baselines.items():
+        for m, s in stats.items():
+            std = fmt_value(m, s["std"]) if s["std"] is not None else "n/a (one seed)"
+            spread = f"{fmt_value(m, s['min'])} .. {fmt_value(m, s['max'])}"
+            rows.append(
+                [
+                    PIPELINE_NAMES.get(pipeline, pipeline),
+                    m,
+                    s["n"],
+                    fmt_value(m, s["mean"]),
+                    std,
+                    spread,
+                ]
+            )
+    headers = ["baseline", "metric", "seeds", "mean", "std (sample)", "min .. max"]
+    note = (
+        "A margin smaller than the std is within seed-to-seed noise; with one seed the noise is "
+        "unknown (add seeds under `baselines.seeds`)."
+    )
+    return ["## How noisy the baselines were", "", md_table(headers, rows), "", note, ""]
+
+
+def hypervolume_section(analysis: Analysis) -> list[str]:
+    if analysis.reference is None:
+        return []
+    exp = analysis.experiment
+    ref = ", ".join(
+        f"{m} {fmt_value(m, v)}" for m, v in zip(exp.metrics, analysis.reference, strict=True)
+    )
+    names = {"mixtraining": "MixTraining front", "baselines": "all baseline means"}
+    rows = [
+        [
+            names.get(k, f"{PIPELINE_NAMES.get(k, k)} mean"),
+            f"{v:.4g}",
+            f"{analysis.hypervolume[k + '_fraction']:.3f}",
+        ]
+        for k, v in analysis.hypervolume.items()
+        if not k.endswith("_fraction")
+    ]
+    return [
+        "## Hypervolume",
+        "",
+        f"Reference point: {ref} ({REFERENCE_RULE}). The fraction divides by the box between the "
+        "ideal point (best of each objective over complete trials) and the reference point.",
+        "",
+        md_table(["points", "hypervolume", "fraction of box"], rows),
+        "",
+    ]
+
+
+def report_markdown(analysis: Analysis) -> str:
+    """report.md: headline, what was searched, front, baselines, noise, hypervolume, files."""
+    name = analysis.experiment.space.get("name", analysis.experiment.path.name)
+    lines = [f"# Analysis of `{name}`", ""]
+    lines += [f"- {line}" for line in headline(analysis)] + [""]
+    lines += searched_section(analysis) + front_section(analysis) + baselines_section(analysis)
+    lines += noise_section(analysis) + hypervolume_section(analysis)
+    lines += [
+        "## Files",
+        "",
+        "`pareto.png` and `pareto.html` (the plot; hover for each trial's knobs), "
+        "`pareto.parquet` (the front, keyed by trial_id), `summary.json` (every number above).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""What an experiment found: the MixTraining front, baselines, dominance, hypervolume, knee.
+
+Only complete trials (every planned epoch done, no error) count; the rest are listed with the
+reason they were left out. Baselines are never on the front: they are what it is compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.hypervolume import hypervolume, knee_index, reference_point
+from analysis.load import Experiment
+from analysis.pareto import dominates, pareto_mask, to_minimize
+
+MIX = "mixtraining"
+PIPELINE_NAMES = {MIX: "MixTraining", "ssl_sl": "SSL+SL", "sl": "SL"}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The results of `analyze`; every table holds trials.parquet columns plus derived ones.
+
+    `mix` has one row per complete MixTraining trial with `on_front`, `knee`,
+    `dominates_<pipeline>` and `<metric>_vs_<pipeline>` (trial minus baseline mean) columns.
+    """
+
+    experiment: Experiment
+    done: pd.DataFrame
+    mix: pd.DataFrame
+    left_out: pd.DataFrame
+    baselines: dict[str, dict[str, dict[str, float | int | None]]]
+    reference: np.ndarray | None
+    hypervolume: dict[str, float]
+
+    @property
+    def front(self) -> pd.DataFrame:
+        return self.mix[self.mix["on_front"]]
+
+    @property
+    def knee(self) -> pd.Series | None:
+        rows = self.mix[self.mix["knee"]]
+        return rows.iloc[0] if len(rows) else None
+
+
+def left_out_reason(table: pd.DataFrame, metrics: list[str]) -> pd.Series:
+    """Per trial: None if it counts, else why not (errored, unfinished, missing metrics)."""
+    reason = pd.Series([None] * len(table), index=table.index, dtype=object)
+    errored = (table["status"] == "ERROR") | table["error"].notna()
+    complete = table["complete"].fillna(False).astype(bool)
+    reason[~complete & ~errored] = "unfinished"
+    reason[errored] = "errored"
+    no_metrics = complete & ~errored & table[metrics].isna().any(axis=1)
+    reason[no_metrics] = "missing metrics"
+    return reason
+
+
+def baseline_stats(done: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, dict]]:
+    """Per baseline pipeline and metric: mean, sample std (None for one seed), n, min, max."""
+    out: dict[str, dict[str, dict]] = {}
+    for pipeline, rows in done[done["pipeline"] != MIX].groupby("pipeline", sort=True):
+        out[str(pipeline)] = {}
+        for m in metrics:
+            v = rows[m].astype(float)
+            std = float(v.std(ddof=1)) if len(v) > 1 else None
+            out[str(pipeline)][m] = {
+                "mean": float(v.mean()),
+                "std": std,
+                "n": int(len(v)),
+                "min": float(v.min()),
+                "max": float(v.max()),
+            }
+    return out
+
+
+def knee_mask(
+    costs: np.ndarray, on_front: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    knee = np.zeros(len(costs), dtype=bool)
+    front_idx = np.flatnonzero(on_front)
+    if len(front_idx):
+        knee[front_idx[knee_index(costs[front_idx], bounds)]] = True
+    return knee
+
+
+def mark_mix(
+    mix: pd.DataFrame,
+    exp: Experiment,
+    baselines: dict[str, dict],
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Add front, knee, dominance and margin columns to the complete MixTraining trials.
+
+    Rows come back sorted by the last objective, then the first (lower-is-better): in the
+    pinned order that reads fastest first, and a knee tie goes to the earlier row. `bounds`
+    (best, worst lower-is-better values over all complete trials) normalise the knee fallback.
+    """
+    costs = to_minimize(mix[exp.metrics].to_numpy(dtype=float), exp.goals)
+    order = np.lexsort(costs.T) if len(mix) else np.zeros(0, dtype=int)
+    mix, costs = mix.iloc[order].copy(), costs[order]
+    mix["on_front"] = pareto_mask(mix[exp.metrics].to_numpy(dtype=float), exp.goals)
+    mix["knee"] = knee_mask(costs, mix["on_front"].to_numpy(), bounds)
+    for pipeline, stats in baselines.items():
+        mean = np.array([stats[m]["mean"] for m in exp.metrics])
+        mean_cost = to_minimize(mean, exp.goals)[0]
+        mix[f"dominates_{pipeline}"] = [dominates(c, mean_cost) for c in costs]
+        for m, value in zip(exp.metrics, mean, strict=True):
+            mix[f"{m}_vs_{pipeline}"] = mix[m].astype(float) - value
+    return mix
+
+
+def hypervolumes(
+    done: pd.DataFrame, mix: pd.DataFrame, exp: Experiment, baselines: dict[str, dict]
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """Reference point (natural units) and hypervolumes: MixTraining front, baseline means.
+
+    `*_fraction` values divide by the box between the ideal point (best value of each
+    objective over all complete trials) and the reference point, so they lie in [0, 1].
+    """
+    if done.empty:
+        return None, {}
+    all_costs = to_minimize(done[exp.metrics].to_numpy(dtype=float), exp.goals)
+    ref = reference_point(all_costs)
+    box = float(np.prod(ref - all_costs.min(axis=0)))
+    sets = {MIX: to_minimize(mix[exp.metrics].to_numpy(dtype=float), exp.goals)}
+    means = {p: [s[m]["mean"] for m in exp.metrics] for p, s in baselines.items()}
+    if means:
+        sets["baselines"] = to_minimize(np.array(list(means.values())), exp.goals)
+    sets.update({p: to_minimize(np.array(v), exp.goals) for p, v in means.items()})
+    out: dict[str, float] = {}
+    for name, costs in sets.items():
+        out[name] = hypervolume(costs, ref)
+        out[f"{name}_fraction"] = out[name] / box if box > 0 else 0.0
+    natural = to_minimize(ref, exp.goals)[0]  # the sign flip is its own inverse
+    return natural, out
+
+
+def analyze_experiment(exp: Experiment) -> Analysis:
+    """Everything `tune-app analyze` reports, computed from one loaded experiment."""
+    table = exp.table.copy()
+    table["reason"] = left_out_reason(table, exp.metrics)
+    done = table[table["reason"].isna()].drop(columns="reason")
+    left_out = table[table["reason"].notna()]
+    baselines = baseline_stats(done, exp.metrics)
+    all_costs = to_minimize(done[exp.metrics].to_numpy(dtype=float), exp.goals)
+    bounds = (all_costs.min(axis=0), all_costs.max(axis=0)) if len(done) else None
+    mix = mark_mix(done[done["pipeline"] == MIX], exp, baselines, bounds)
+    reference, volumes = hypervolumes(done, mix, exp, baselines)
+    return Analysis(exp, done, mix, left_out, baselines, reference, volumes)
+
+
+def left_out_counts(analysis: Analysis) -> dict[str, int]:
+    """How many trials were left out, by reason (errored, unfinished, missing metrics)."""
+    return {str(k): int(v) for k, v in analysis.left_out["reason"].value_counts().items()}
+
+
+def beats(analysis: Analysis, pipeline: str) -> pd.DataFrame:
+    """Complete MixTraining trials that dominate `pipeline`'s mean point, best first."""
+    column = f"dominates_{pipeline}"
+    if column not in analysis.mix:
+        return analysis.mix.iloc[0:0]
+    return analysis.mix[analysis.mix[column]]
+
+
+def within_noise(analysis: Analysis, row: pd.Series, pipeline: str) -> bool:
+    """True when some margin over `pipeline`'s mean is no larger than its seed std."""
+    for m in analysis.experiment.metrics:
+        std = analysis.baselines[pipeline][m]["std"]
+        if std is None or abs(row[f"{m}_vs_{pipeline}"]) <= std:
+            return True
+    return False
+
+
+def better_everywhere(analysis: Analysis, row: pd.Series, pipeline: str) -> bool:
+    """Strictly better than `pipeline`'s mean on every objective (dominance allows ties)."""
+    exp = analysis.experiment
+    deltas = np.array([row[f"{m}_vs_{pipeline}"] for m in exp.metrics], dtype=float)
+    return bool(np.all(to_minimize(deltas, exp.goals) < 0))

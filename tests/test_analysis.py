@@ -1,0 +1,521 @@
+"""analysis: Pareto, dominance, hypervolume and knee against brute force; analyze on synthetic
+experiment folders (trials.parquet, and Ray's own files when it is missing)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from analysis import (
+    analyze_experiment,
+    dominates,
+    hypervolume,
+    hypervolume_2d,
+    knee_index,
+    load_experiment,
+    pareto_mask,
+    reference_point,
+    to_minimize,
+)
+from analysis.hypervolume import hypervolume_slicing
+from analysis.plots import front_steps, plot_axes, plot_data
+from trainers import TrialConfig
+from tune_app.cli import main
+
+KNOBS = ("alpha", "rho", "lam", "anneal")
+SPACE = {
+    "name": "synthetic",
+    "description": "hand-made results with a known front",
+    "trainer": {
+        "model": "vit_micro",
+        "dataset": "digits",
+        "labeled_fraction": 0.3,
+        "ssl_source": "unlabeled",
+        "epochs_ssl": 2,
+        "epochs_sl": 2,
+        "batch_size": 64,
+    },
+    "parameters": {
+        "alpha": {"distribution": "uniform", "min": 0.1, "max": 0.9},
+        "rho": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+        "lam": {"distribution": "uniform", "min": 0.3, "max": 1.0},
+        "anneal": {"values": ["none", "linear", "cosine"]},
+    },
+    "objectives": [
+        {"metric": "val_accuracy", "goal": "maximize"},
+        {"metric": "train_latency_s", "goal": "minimize"},
+    ],
+    "search": {"sampler": "tpe", "num_samples": 8, "max_concurrent": 2, "seed": 0},
+    "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0, 1]},
+    "resources": {"cpu": 1, "gpu": 0},
+}
+
+
+# ---------------------------------------------------------------- brute-force references
+
+
+def brute_front(costs: np.ndarray) -> np.ndarray:
+    """O(n^2) loops straight from the definition (lower is better)."""
+    n = len(costs)
+    out = np.ones(n, dtype=bool)
+    for i, j in itertools.product(range(n), range(n)):
+        if all(costs[j] <= costs[i]) and any(costs[j] < costs[i]):
+            out[i] = False
+    return out
+
+
+def brute_hypervolume(costs: np.ndarray, ref: np.ndarray) -> float:
+    """Exact union volume by coordinate compression: sum the grid cells some point dominates."""
+    costs = costs[np.all(costs < ref, axis=1)]
+    if len(costs) == 0:
+        return 0.0
+    axes = [np.unique(np.append(costs[:, k], ref[k])) for k in range(len(ref))]
+    total = 0.0
+    for cell in itertools.product(*(range(len(a) - 1) for a in axes)):
+        low = np.array([a[i] for a, i in zip(axes, cell, strict=True)])
+        if np.any(np.all(costs <= low, axis=1)):
+            total += np.prod([a[i + 1] - a[i] for a, i in zip(axes, cell, strict=True)])
+    return float(total)
+
+
+def random_costs(rng: np.random.Generator, n: int, m: int, ties: bool) -> np.ndarray:
+    # Small integers give many ties and exact duplicates; floats give general position.
+    return rng.integers(0, 4, size=(n, m)).astype(float) if ties else rng.random((n, m))
+
+
+# ---------------------------------------------------------------- Pareto and dominance
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("ties", [False, True])
+def test_pareto_mask_matches_brute_force(m: int, ties: bool) -> None:
+    rng = np.random.default_rng(m * 10 + ties)
+    for _ in range(40):
+        values = random_costs(rng, int(rng.integers(1, 30)), m, ties)
+        goals = list(rng.choice(["maximize", "minimize"], size=m))
+        expected = brute_front(to_minimize(values, goals))
+        np.testing.assert_array_equal(pareto_mask(values, goals), expected)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.zeros((0, 2)), []),
+        (np.array([[0.5, 3.0]]), [True]),
+        (np.array([[1.0, 1.0], [1.0, 1.0]]), [True, True]),  # duplicates of a front point stay
+        (np.array([[1.0, 1.0], [1.0, 2.0]]), [True, False]),  # a tie on one objective
+        (np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0]]), [True, True, False]),
+    ],
+)
+def test_pareto_mask_edge_cases(values: np.ndarray, expected: list[bool]) -> None:
+    assert pareto_mask(values, ["minimize", "minimize"]).tolist() == expected
+
+
+def test_dominates_matches_definition_and_goals_flip() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        a, b = random_costs(rng, 2, 3, ties=True)
+        expected = all(x <= y for x, y in zip(a, b, strict=True)) and any(a != b)
+        assert dominates(a, b) == expected
+    acc_lat = np.array([[0.9, 10.0], [0.8, 12.0]])  # more accurate and faster
+    costs = to_minimize(acc_lat, ["maximize", "minimize"])
+    assert dominates(costs[0], costs[1]) and not dominates(costs[1], costs[0])
+    assert not dominates(costs[0], costs[0])
+
+
+# ---------------------------------------------------------------- hypervolume and knee
+
+
+def test_hypervolume_closed_forms() -> None:
+    ref = np.array([4.0, 5.0])
+    assert hypervolume(np.array([[1.0, 2.0]]), ref) == pytest.approx(3 * 3)
+    two = np.array([[1.0, 3.0], [2.0, 1.0]])  # two rectangles minus their overlap
+    assert hypervolume(two, ref) == pytest.approx(3 * 2 + 2 * 4 - 2 * 2)
+    assert hypervolume_2d(two, ref) == pytest.approx(10.0)
+    assert hypervolume(np.array([[1.0, 1.0, 1.0]]), np.array([2.0, 3.0, 4.0])) == pytest.approx(6)
+    assert hypervolume(np.zeros((0, 2)), ref) == 0.0
+    assert hypervolume(np.array([[5.0, 1.0], [4.0, 0.0]]), ref) == 0.0  # outside: no volume
+    assert hypervolume(np.array([[1.0, 2.0], [1.0, 2.0], [3.0, 3.0]]), ref) == pytest.approx(9)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("ties", [False, True])
+def test_hypervolume_matches_exact_cell_count(m: int, ties: bool) -> None:
+    rng = np.random.default_rng(100 + m * 10 + ties)
+    for _ in range(15):
+        costs = random_costs(rng, int(rng.integers(1, 9)), m, ties)
+        ref = reference_point(costs)
+        expected = brute_hypervolume(costs, ref)
+        assert hypervolume(costs, ref) == pytest.approx(expected)
+        assert hypervolume_slicing(costs, ref) == pytest.approx(expected)
+
+
+def test_hypervolume_2d_matches_a_grid_estimate() -> None:
+    rng = np.random.default_rng(7)
+    costs, ref = rng.random((12, 2)), np.array([1.0, 1.0])
+    grid = (np.arange(400) + 0.5) / 400  # cell centres of a 400 x 400 grid on [0, 1]^2
+    gx, gy = np.meshgrid(grid, grid)
+    cells = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    covered = (np.all(costs[None, :, :] <= cells[:, None, :], axis=2)).any(axis=1).mean()
+    assert hypervolume_2d(costs, ref) == pytest.approx(covered, abs=0.01)
+    assert hypervolume(costs, ref) == pytest.approx(hypervolume_2d(costs, ref))
+
+
+def test_reference_point_pushes_the_worst_out_by_a_tenth_of_the_range() -> None:
+    costs = np.array([[-0.9, 10.0], [-0.7, 30.0]])
+    np.testing.assert_allclose(reference_point(costs), [-0.68, 32.0])
+    np.testing.assert_allclose(reference_point(np.array([[2.0, 0.0]])), [2.2, 0.1])
+
+
+def brute_knee(costs: np.ndarray) -> int:
+    """Farthest from the line through the normalised extremes, by the textbook formula."""
+    norm = (costs - costs.min(0)) / np.ptp(costs, axis=0)
+    (x1, y1), (x2, y2) = norm[norm[:, 0].argmin()], norm[norm[:, 0].argmax()]
+    dist = [abs((y2 - y1) * x - (x2 - x1) * y + x2 * y1 - y2 * x1) for x, y in norm]
+    return int(np.argmax(dist))
+
+
+def test_knee_index_matches_the_textbook_distance_and_handles_edge_cases() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        x = np.sort(rng.random(int(rng.integers(3, 12))))
+        costs = np.stack([x, 1 - x ** rng.uniform(0.2, 5)], axis=1)  # convex or concave fronts
+        assert knee_index(costs) == brute_knee(costs)
+    assert knee_index(np.array([[0.0, 1.0], [0.1, 0.2], [1.0, 0.0]])) == 1
+    assert knee_index(np.array([[3.0, 4.0]])) == 0
+    assert knee_index(np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]])) == 0
+    line = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    assert knee_index(line) == 1  # a straight front: nearest the normalised ideal point
+    two = np.array([[-0.14, 2.8], [-0.10, 2.5]])  # two points tie on their own range ...
+    assert knee_index(two) == 0
+    bounds = (np.array([-0.14, 2.4]), np.array([-0.10, 5.7]))  # ... not on all trials' range
+    assert knee_index(two, bounds) == 0 and knee_index(two[::-1], bounds) == 1
+    three = np.array([[0.0, 1.0, 1.0], [0.4, 0.4, 0.4], [1.0, 0.0, 1.0]])
+    assert knee_index(three) == 1  # 3 objectives: nearest the normalised ideal point
+
+
+def test_front_steps_and_axes() -> None:
+    xs, ys = front_steps([14.0, 8.0, 10.0, 14.0], [0.85, 0.70, 0.80, 0.85], "minimize")
+    assert list(zip(xs, ys, strict=True)) == [
+        (8.0, 0.70),
+        (10.0, 0.70),
+        (10.0, 0.80),
+        (14.0, 0.80),
+        (14.0, 0.85),
+    ]
+    assert front_steps([], [], "minimize") == ([], [])
+    acc, lat = ("val_accuracy", "maximize"), ("train_latency_s", "minimize")
+    assert plot_axes(["val_accuracy", "train_latency_s"], ["maximize", "minimize"]) == (lat, acc)
+    assert plot_axes(["train_latency_s", "val_accuracy"], ["minimize", "maximize"]) == (lat, acc)
+    assert plot_axes(["val_accuracy"], ["maximize"]) == (lat, acc)
+
+
+# ---------------------------------------------------------------- synthetic experiment folders
+
+
+def config_of(pipeline: str = "mixtraining", seed: int = 0, **knobs: object) -> TrialConfig:
+    """The TrialConfig a search would run: the space's trainer settings plus the suggestion."""
+    return TrialConfig.from_dict(
+        {**SPACE["trainer"], **knobs, "pipeline": pipeline, "seed": seed, "num_threads": 1}
+    )
+
+
+def trial(tid: str, acc: float | None, lat: float | None, pipeline: str = "mixtraining",
+          seed: int = 0, status: str = "TERMINATED", done: int | None = None,
+          error: str | None = None, **knobs: object) -> dict:  # fmt: skip
+    """One trials.parquet row as docs/internal-interfaces.md documents it."""
+    if pipeline == "mixtraining":
+        knobs = {"alpha": 0.5, "rho": 0.5, "lam": 0.7, "anneal": "none", **knobs}
+    settings = config_of(pipeline, seed, **knobs).to_dict()
+    row = {"trial_id": tid, "pipeline": pipeline, "seed": seed, "status": status}
+    for k in KNOBS:
+        value = settings.pop(k)
+        row[k] = value if pipeline == "mixtraining" else None
+    settings.pop("pipeline"), settings.pop("seed")
+    planned = 2 if pipeline == "sl" else 4
+    done = planned if done is None else done
+    row.update(settings)
+    row.update({"epochs_done": done, "epochs_planned": planned})
+    row.update({"val_accuracy": acc, "test_accuracy": None if acc is None else acc - 0.01})
+    row.update({"train_latency_s": lat, "train_gflops": 1.0, "images_per_s": 100.0})
+    row.update({"loss_ssl": None, "loss_sl": 0.5, "node_id": "n0", "gpu_ids": ""})
+    row["complete"] = status == "TERMINATED" and done == planned and not error
+    row["error"] = error
+    return row
+
+
+# (val_accuracy, train_latency_s): front m6, m1, m2 = m5 (duplicates), m3; m4 is dominated.
+# SSL+SL mean (0.83, 20.0): m2, m5 and m3 (equal latency, better accuracy) dominate it.
+FINISHED = [
+    trial("m1", 0.80, 10.0, alpha=0.2, rho=0.3, anneal="linear"),
+    trial("m2", 0.85, 14.0, alpha=0.4, rho=0.6, anneal="cosine"),
+    trial("m3", 0.90, 20.0, alpha=0.6, rho=0.9),
+    trial("m4", 0.78, 16.0, alpha=0.8),
+    trial("m5", 0.85, 14.0, alpha=0.3, lam=0.9),
+    trial("m6", 0.70, 8.0, alpha=0.7, rho=0.1),
+    trial("e1", None, None, status="ERROR", done=1, error="Traceback\nRuntimeError: loss is nan"),
+    trial("u1", 0.95, 3.0, status="RUNNING", done=2),  # would dominate everything if counted
+    trial("s0", 0.82, 21.0, "ssl_sl", 0),
+    trial("s1", 0.84, 19.0, "ssl_sl", 1),
+    trial("b0", 0.72, 9.0, "sl", 0),
+    trial("b1", 0.74, 9.5, "sl", 1),
+]
+FRONT_IDS = ["m6", "m1", "m2", "m5", "m3"]
+
+
+def write_experiment(path: Path, rows: list[dict], space: dict = SPACE) -> Path:
+    path.mkdir(parents=True)
+    (path / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    if rows:
+        pd.DataFrame(rows).to_parquet(path / "trials.parquet", index=False)
+    return path
+
+
+@pytest.fixture
+def finished(tmp_path: Path) -> Path:
+    return write_experiment(tmp_path / "finished", FINISHED)
+
+
+def test_analysis_of_a_finished_experiment(finished: Path) -> None:
+    a = analyze_experiment(load_experiment(finished))
+    assert a.front["trial_id"].tolist() == FRONT_IDS
+    assert a.knee["trial_id"] == "m1"  # farthest from the line m3-m6 once normalised
+    assert sorted(a.left_out["trial_id"]) == ["e1", "u1"]
+    assert dict(zip(a.left_out["trial_id"], a.left_out["reason"], strict=True)) == {
+        "e1": "errored",
+        "u1": "unfinished",
+    }
+    stats = a.baselines["ssl_sl"]
+    assert stats["val_accuracy"]["mean"] == pytest.approx(0.83)
+    assert stats["train_latency_s"]["std"] == pytest.approx(np.std([21.0, 19.0], ddof=1))
+    assert stats["val_accuracy"]["n"] == 2
+    winners = a.mix[a.mix["dominates_ssl_sl"]]["trial_id"]
+    assert sorted(winners) == ["m2", "m3", "m5"]
+    assert not a.mix["dominates_sl"].any()
+    m2 = a.mix.set_index("trial_id").loc["m2"]
+    assert m2["train_latency_s_vs_ssl_sl"] == pytest.approx(-6.0)
+    np.testing.assert_allclose(a.reference, [0.68, 22.3])  # worst over complete trials + 10%
+    assert a.hypervolume["mixtraining"] == pytest.approx(
+        0.02 * 14.3 + 0.10 * 12.3 + 0.05 * 8.3 + 0.05 * 2.3
+    )
+    assert a.hypervolume["baselines"] == pytest.approx(0.05 * 13.05 + 0.10 * 2.3)
+    assert a.hypervolume["ssl_sl"] == pytest.approx(0.15 * 2.3)
+
+
+def test_plot_data_of_a_finished_experiment(finished: Path) -> None:
+    data = plot_data(analyze_experiment(load_experiment(finished)))
+    assert (data.x_label, data.y_label) == ("training latency (s)", "validation accuracy")
+    groups = {g.label: g for g in data.points}
+    assert groups["MixTraining, dominated"].ids == ["m4"]
+    assert groups["MixTraining Pareto front"].ids == FRONT_IDS
+    assert sorted(groups["SSL+SL seeds"].ids) == ["s0", "s1"]
+    assert "alpha = 0.8" in groups["MixTraining, dominated"].hover[0]
+    assert data.front_line[0][:3] == [8.0, 10.0, 10.0]
+    assert data.front_line[1][:3] == [0.70, 0.70, 0.80]
+    ssl = next(b for b in data.baselines if b.label.startswith("SSL+SL"))
+    assert (ssl.x, ssl.y) == pytest.approx((20.0, 0.83))
+    assert ssl.x_err == pytest.approx(np.sqrt(2)) and ssl.y_err == pytest.approx(np.sqrt(2) / 100)
+    assert data.knee.ids == ["m1"]
+    assert "1 errored" in data.note and "1 unfinished" in data.note
+
+
+def check_png(path: Path) -> None:
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = imread(path)
+    assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
+
+
+def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["analyze", str(finished)]) == 0
+    out = finished / "analysis"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["pareto.parquet", "summary.json", "pareto.png", "pareto.html", "report.md"]
+    )
+    headline = capsys.readouterr().out
+    assert "3 of 6 MixTraining trials dominate the SSL+SL mean" in headline
+    assert "1 errored, 1 unfinished" in headline
+    front = pd.read_parquet(out / "pareto.parquet")
+    assert front["trial_id"].tolist() == FRONT_IDS and front["trial_id"].is_unique
+    assert front.loc[front["knee"], "trial_id"].tolist() == ["m1"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["left_out"] == {"errored": 1, "unfinished": 1}
+    assert summary["dominance"]["ssl_sl"]["dominated_by"] == ["m2", "m5", "m3"]
+    # m3 only ties SSL+SL's latency; m2 and m5 also clear the seed std on both objectives.
+    assert summary["dominance"]["ssl_sl"]["better_on_every_objective"] == ["m2", "m5"]
+    assert summary["dominance"]["ssl_sl"]["margins_beyond_seed_std"] == ["m2", "m5"]
+    assert summary["hypervolume"]["reference_point"] == pytest.approx(
+        {"val_accuracy": 0.68, "train_latency_s": 22.3}
+    )
+    assert summary["knee"]["trial_id"] == "m1" and "normalise" in summary["knee"]["rule"]
+    assert {"e1", "u1"} == {t["trial_id"] for t in summary["left_out"]}
+    assert "RuntimeError: loss is nan" in json.dumps(summary["left_out"])
+    report = (out / "report.md").read_text()
+    for needle in ("## Pareto front", "| m1 |", "SSL+SL", "seed std", "Reference point", "u1"):
+        assert needle in report
+    check_png(out / "pareto.png")
+    check_html(out / "pareto.html", [r["trial_id"] for r in FINISHED if r["complete"]])
+
+
+def check_html(path: Path, ids: list[str]) -> None:
+    html = path.read_text()
+    assert not re.search(r"<script[^>]*src=[\"']?https?:", html)  # plotly.js inlined: offline
+    assert "Plotly.newPlot" in html
+    for tid in ids:
+        assert f"trial {tid} (" in html
+
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package `chromium`) installed")
+def test_html_renders_a_plot_in_headless_chromium(finished: Path, tmp_path: Path) -> None:
+    assert main(["analyze", str(finished)]) == 0
+    html = finished / "analysis" / "pareto.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+    run = subprocess.run(
+        [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         html.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert 'class="main-svg"' in run.stdout  # plotly drew its SVG
+    markers = re.findall(r'class="point[ "]', run.stdout)
+    assert len(markers) >= len(FRONT_IDS)  # markers were drawn
+    assert "net::ERR" not in run.stderr  # nothing fetched from the network
+
+
+# ---------------------------------------------------------------- Ray files only (no parquet)
+
+
+def ray_trial(root: Path, tid: str, params: dict, epochs: list[dict], planned: int,
+              error: str | None = None, torn: bool = False) -> None:  # fmt: skip
+    """A Ray trial folder: params.json, result.json (one line per epoch), maybe error.txt."""
+    folder = root / tid
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(params))
+    tags = {"pipeline": params.get("pipeline", "mixtraining"), "seed": params.get("seed", 0)}
+    lines = [
+        json.dumps({**e, "epoch": i + 1, **tags, "epochs_planned": planned, "trial_id": tid})
+        for i, e in enumerate(epochs)
+    ]
+    if lines or torn:
+        text = "\n".join(lines) + "\n" + ('{"epoch": 9, "val_acc' if torn else "")
+        (folder / "result.json").write_text(text)
+    if error:
+        (folder / "error.txt").write_text(error)
+
+
+def epochs_of(n: int, acc: float, lat: float) -> list[dict]:
+    return [{"val_accuracy": acc, "train_latency_s": lat * (i + 1) / n} for i in range(n)]
+
+
+def write_ray_experiment(path: Path, with_state: bool) -> Path:
+    path.mkdir(parents=True)
+    (path / "space.yaml").write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    knobs = {"alpha": 0.3, "rho": 0.6, "lam": 0.8, "anneal": "cosine", "pipeline": "mixtraining"}
+    ray_trial(path, "r1", knobs, epochs_of(4, 0.8, 10.0), 4)
+    ray_trial(path, "r2", {**knobs, "alpha": 0.4}, epochs_of(2, 0.9, 1.0), 4, torn=True)
+    ray_trial(path, "r3", {**knobs, "alpha": 0.5}, epochs_of(1, 0.5, 1.0), 4, error="Boom")
+    ray_trial(path, "r4", {"pipeline": "sl", "seed": 0}, epochs_of(2, 0.7, 9.0), 2)
+    ray_trial(path, "r5", {"pipeline": "ssl_sl", "seed": 0}, epochs_of(4, 0.75, 20.0), 4)
+    ray_trial(path, "r6", {**knobs, "alpha": 0.6}, [], 4)  # suggested, never started
+    if with_state:
+        status = {"r1": "RUNNING", "r2": "RUNNING", "r3": "ERROR", "r4": "TERMINATED",
+                  "r5": "TERMINATED", "r6": "PENDING"}  # fmt: skip
+        data = [[json.dumps({"trial_id": t, "status": s}), "{}"] for t, s in status.items()]
+        (path / "experiment_state-2026-01-01_00-00-00.json").write_text(
+            json.dumps({"trial_data": data})
+        )
+    return path
+
+
+@pytest.mark.parametrize("with_state", [True, False])
+def test_partial_experiment_from_ray_files(tmp_path: Path, with_state: bool, capsys) -> None:
+    exp = write_ray_experiment(tmp_path / "partial", with_state)
+    loaded = load_experiment(exp)
+    assert loaded.source.startswith("Ray result files")
+    table = loaded.table.set_index("trial_id")
+    assert table.loc["r3", "status"] == "ERROR" and "Boom" in table.loc["r3", "error"]
+    assert table.loc["r2", "epochs_done"] == 2  # the torn last line is skipped
+    assert table.loc["r6", "status"] == ("PENDING" if with_state else "UNKNOWN")
+    # r1 reported every planned epoch: complete even though Ray still said RUNNING.
+    assert table["complete"].to_dict() == {
+        "r1": True, "r2": False, "r3": False, "r4": True, "r5": True, "r6": False,
+    }  # fmt: skip
+    assert table.loc["r1", "anneal"] == "cosine" and table.loc["r1", "dataset"] == "digits"
+    assert pd.isna(table.loc["r4", "alpha"])  # knobs mean nothing for a baseline
+    assert main(["analyze", str(exp)]) == 0
+    summary = json.loads((exp / "analysis" / "summary.json").read_text())
+    assert summary["counts"]["left_out"] == {"errored": 1, "unfinished": 2}
+    assert summary["source"].startswith("Ray result files")
+    assert [t["trial_id"] for t in summary["front"]] == ["r1"]
+    assert summary["dominance"]["ssl_sl"]["dominated_by"] == ["r1"]
+    assert "Ray result files" in (exp / "analysis" / "report.md").read_text()
+
+
+def test_failed_only_experiment_still_writes_a_report(tmp_path: Path, capsys) -> None:
+    rows = [trial(f"e{i}", None, None, status="ERROR", done=0, error="OOM") for i in range(3)]
+    exp = write_experiment(tmp_path / "failed", rows)
+    assert main(["analyze", str(exp)]) == 1  # documented: no MixTraining front -> 1
+    captured = capsys.readouterr()
+    assert "No complete MixTraining trial" in captured.out and "3 errored" in captured.out
+    summary = json.loads((exp / "analysis" / "summary.json").read_text())
+    assert summary["counts"]["complete"] == 0 and summary["front"] == []
+    assert summary["knee"] is None and summary["hypervolume"]["reference_point"] is None
+    assert "no front" in (exp / "analysis" / "report.md").read_text()
+    check_png(exp / "analysis" / "pareto.png")
+
+
+def test_empty_experiment_from_ray_files(tmp_path: Path, capsys) -> None:
+    exp = write_experiment(tmp_path / "empty", [])  # space.yaml only: nothing started yet
+    assert main(["analyze", str(exp)]) == 1
+    assert json.loads((exp / "analysis" / "summary.json").read_text())["counts"]["trials"] == 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "no_space", "bad_table"])
+def test_not_an_experiment_exits_2_and_writes_nothing(tmp_path: Path, kind: str, capsys) -> None:
+    exp = tmp_path / "exp"
+    if kind != "missing":
+        exp.mkdir()
+    if kind == "bad_table":
+        (exp / "space.yaml").write_text(yaml.safe_dump(SPACE))
+        pd.DataFrame({"trial_id": ["x"]}).to_parquet(exp / "trials.parquet")
+    assert main(["analyze", str(exp)]) == 2
+    assert str(exp) in capsys.readouterr().err
+    assert not (exp / "analysis").exists()
+
+
+def test_a_crash_while_rendering_leaves_no_half_written_files(finished: Path, monkeypatch) -> None:
+    assert main(["analyze", str(finished)]) == 0
+    before = {p.name: p.read_bytes() for p in (finished / "analysis").iterdir()}
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr("analysis.write.draw_html", broken)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        main(["analyze", str(finished)])
+    after = {p.name: p.read_bytes() for p in (finished / "analysis").iterdir()}
+    assert after == before  # the old files, untouched; no temporaries left behind
+
+
+def test_analyze_out_writes_elsewhere(finished: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "elsewhere"
+    assert main(["analyze", str(finished), "--out", str(out)]) == 0
+    assert (out / "report.md").exists() and not (finished / "analysis").exists()
+    (tmp_path / "a_file").write_text("")
+    assert main(["analyze", str(finished), "--out", str(tmp_path / "a_file")]) == 2

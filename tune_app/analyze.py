@@ -1,0 +1,110 @@
+"""`tune-app analyze` and `tune-app export`: thin bodies over the `analysis` package.
+
+analyze exits 0 when the experiment has a MixTraining front and 1 when no MixTraining trial
+completed (the files are still written and say what was left out and why), like `search`,
+which exits 1 when nothing completed. Bad input (no such folder, not an experiment, a
+selection that matches nothing) raises UserInputError: exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from analysis import (
+    Analysis,
+    ExperimentError,
+    NoMatch,
+    analyze_experiment,
+    load_experiment,
+    provenance,
+    select_trials,
+    write_analysis,
+)
+from analysis.records import plain
+from analysis.report import headline
+from tune_app.settings import UserInputError
+
+# An execution detail of the search slot (threads per Ray CPU), not of the trial's recipe:
+# a standalone run should use every CPU it has (0).
+NOT_EXPORTED = ("num_threads",)
+
+
+def analyze_command(experiment: str, out: str | None) -> int:
+    """Body of `tune-app analyze`: write the analysis files, print the headline."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UserInputError(f"--out {out}: exists and is not a folder")
+    try:
+        analysis, folder = write_analysis(experiment, out)
+    except ExperimentError as e:
+        raise UserInputError(str(e)) from e
+    print("\n".join(headline(analysis)))
+    print(f"Wrote {folder}/: report.md, pareto.png, pareto.html, pareto.parquet, summary.json")
+    if analysis.mix.empty:
+        print("tune-app analyze: no MixTraining trial completed (see report.md)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def trial_settings(row: pd.Series) -> dict[str, Any]:
+    """The TrialConfig fields a trials row holds (minus NOT_EXPORTED), as plain values."""
+    from trainers import TrialConfig  # imports torch: only export needs it
+
+    values = {}
+    for f in dataclasses.fields(TrialConfig):
+        if f.name in NOT_EXPORTED or f.name not in row.index:
+            continue
+        value = plain(row[f.name])
+        if value is None and "None" not in str(f.type):
+            continue  # a column the fallback table could not fill: the field's default applies
+        values[f.name] = value
+    return values
+
+
+def config_text(analysis: Analysis, row: pd.Series) -> str:
+    """A standalone `tune-app train --config` file: provenance comment, then every setting."""
+    from trainers import ConfigError, TrialConfig
+
+    try:
+        config = TrialConfig.from_dict(trial_settings(row))
+    except ConfigError as e:
+        raise UserInputError(f"trial {row['trial_id']}: its settings do not load: {e}") from e
+    settings = {k: v for k, v in config.to_dict().items() if k not in NOT_EXPORTED}
+    comment = "".join(f"# {line}\n" for line in provenance(analysis, row))
+    return comment + yaml.safe_dump(settings, sort_keys=False)
+
+
+def export_targets(out: Path, ids: list[str], all_pareto: bool) -> list[Path]:
+    if not all_pareto:
+        return [out]
+    return [out.with_name(f"{out.stem}-{tid}{out.suffix or '.yaml'}") for tid in ids]
+
+
+def export_command(
+    experiment: str, select: str, max_latency: float | None, min_accuracy: float | None, out: str
+) -> int:
+    """Body of `tune-app export`: write the selected trial config(s); list what was written."""
+    if Path(out).is_dir():
+        raise UserInputError(f"--out {out}: is a folder; give a file name such as best.yaml")
+    try:
+        analysis = analyze_experiment(load_experiment(experiment))
+        rows = select_trials(analysis, select, max_latency, min_accuracy)
+    except (ExperimentError, NoMatch) as e:
+        raise UserInputError(f"{experiment}: {e}" if isinstance(e, NoMatch) else str(e)) from e
+    texts = [config_text(analysis, r) for _, r in rows.iterrows()]  # all valid before writing
+    targets = export_targets(Path(out), rows["trial_id"].tolist(), select == "all-pareto")
+    for path, text in zip(targets, texts, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    for path, (_, row) in zip(targets, rows.iterrows(), strict=True):
+        metrics = f"val_accuracy {row['val_accuracy']:.4f}, {row['train_latency_s']:.2f} s"
+        print(f"{path}  (trial {row['trial_id']}: {metrics})")
+    return 0
