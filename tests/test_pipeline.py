@@ -90,7 +90,8 @@ def test_flops_follow_the_step_costs() -> None:
         trainer.run_epoch()
     f = trainer.step_gflops
     assert f["ssl"] < f["sl"] < f["mix"]
-    expected = sum(f[p] * trainer.data.steps(p) for p in trainer.phases)
+    batch = trainer.config.batch_size  # f is per image; every step is a full batch here
+    expected = sum(f[p] * trainer.data.steps(p) * batch for p in trainer.phases)
     assert trainer.history[-1]["train_gflops"] == pytest.approx(expected)
 
 
@@ -181,3 +182,11 @@ def test_cuda_request_without_gpu_is_a_setup_error() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(SetupError, match="cuda"):
         run(tiny(device="cuda"), lambda m, s: None)
+
+
+def test_a_checkpoint_resumes_on_another_device_or_thread_count() -> None:
+    from trainers.pipeline import same_recipe
+
+    a = tiny().to_dict()
+    assert same_recipe(a, {**a, "device": "cpu", "num_threads": 2, "eval_batch_size": 64})
+    assert not same_recipe(a, {**a, "rho": 0.9})

@@ -27,6 +27,7 @@ BUNDLED = (
     "resnet18_cifar10",
     "resnet_mix",
     "vit_mix",
+    "vit_mix_accel",
     "vit_mix_crossdomain",
     "vit_mix_masked",
     "vit_tiny_cifar10",

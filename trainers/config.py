@@ -15,6 +15,7 @@ PIPELINES = ("mixtraining", "ssl_sl", "sl")
 ANNEALS = ("none", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 MIX_PASSES = ("full", "masked")
+SL_ACCELS = ("none", "mixup", "cutmix", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 SSL_SOURCES_FIXED = ("same", "unlabeled")
 
@@ -56,6 +57,10 @@ class TrialConfig:
     mask_ratio: float | None = None
     mix_pass: str = "full"
     mix_mask_ratio: float | None = None
+    # mixTrain input mixing of the SL phase (trainers/accel.py)
+    sl_accel: str = "none"
+    sl_accel_ratio: float = 0.5
+    sl_skip_fraction: float = 0.25
     # optimisation (paper Tables 12-13; AdamW)
     batch_size: int = 64
     lr_ssl: float | None = None
@@ -198,6 +203,14 @@ def _validate(c: TrialConfig) -> None:
             "a number in (0, 1) or null",
             c.mix_mask_ratio,
         )
+    _check(c.sl_accel in SL_ACCELS, "sl_accel", f"one of {', '.join(SL_ACCELS)}", c.sl_accel)
+    _check(0.0 < c.sl_accel_ratio < 1.0, "sl_accel_ratio", "a number in (0, 1)", c.sl_accel_ratio)
+    _check(
+        0.0 <= c.sl_skip_fraction < 1.0,
+        "sl_skip_fraction",
+        "a number in [0, 1)",
+        c.sl_skip_fraction,
+    )
     _check(c.batch_size >= 1, "batch_size", "an integer >= 1", c.batch_size)
     _check(c.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", c.eval_batch_size)
     for name in ("lr_ssl", "lr_sl"):

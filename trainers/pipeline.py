@@ -12,21 +12,29 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from timm.optim import param_groups_weight_decay
 
+from trainers.accel import InputMixer
 from trainers.config import TrialConfig
 from trainers.data import Splits, build_splits, normalize
 from trainers.models import MixModel, create_model
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
 from trainers.runtime import Runtime, resolve_runtime, synchronize
-from trainers.steps import BatchSource, NonFiniteLossError, count_step_gflops, step_loss
+from trainers.steps import (
+    Batch,
+    BatchSource,
+    NonFiniteLossError,
+    count_step_gflops,
+    mixed_batches,
+    step_loss,
+)
 
 Report = Callable[[dict[str, Any], dict[str, Any]], None]
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: per-image FLOPs, mixTrain state
 
 
 def plan_for(config: TrialConfig) -> list[tuple[str, int]]:
@@ -81,6 +89,16 @@ def accuracy(
     return correct / max(1, len(x))
 
 
+# Where and how fast a run executes, not what it trains: a retry may land elsewhere.
+EXECUTION_FIELDS = ("device", "num_threads", "eval_batch_size")
+
+
+def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two config dicts that train the same thing (execution fields aside)."""
+    strip = lambda d: {k: v for k, v in d.items() if k not in EXECUTION_FIELDS}  # noqa: E731
+    return strip(a) == strip(b)
+
+
 class SetupError(ValueError):
     """The run cannot start: missing or corrupt data, or settings the data/model reject."""
 
@@ -109,6 +127,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.mixer = None  # mixTrain input mixing of the SL phase (trainers/accel.py)
+        if config.sl_accel != "none":
+            self.mixer = InputMixer(
+                config.sl_accel, len(s.train_x), config.sl_accel_ratio, config.sl_skip_fraction
+            )
 
     def segment_steps(self, segment: str) -> int:
         kinds = [p for p in self.phases if (p == "ssl") == (segment == "ssl")]
@@ -123,6 +146,16 @@ class Trainer:
     def mix_step_offset(self) -> int:
         return sum(self.data.steps("mix") for p in self.phases[: self.epoch] if p == "mix")
 
+    def batches(self, phase: str) -> Iterator[Batch]:
+        if phase == "sl" and self.mixer is not None:
+            return mixed_batches(self.data, self.mixer, self.model.feature_grid)
+        return self.data.epoch(phase, self.config.lam)
+
+    def planned_steps_done(self) -> int:
+        """Scheduler steps a no-mixing run would have taken by the end of this epoch."""
+        segment = [p for p in self.phases[: self.epoch + 1] if p != "ssl"]
+        return sum(self.data.steps(p) for p in segment)
+
     def train_epoch(self, phase: str) -> dict[str, float]:
         """One epoch of `phase`; returns mean losses and the epoch's training time."""
         c, model, opt = self.config, self.model, self.optimizer
@@ -132,11 +165,13 @@ class Trainer:
         steps = images = 0
         synchronize(self.rt.device)
         start = time.perf_counter()
-        for i, batch in enumerate(self.data.epoch(phase, c.lam)):
+        for i, batch in enumerate(self.batches(phase)):
             if phase not in self.step_gflops:  # counted untimed, on a copy (see steps.py)
                 synchronize(self.rt.device)
                 paused = time.perf_counter()
-                self.step_gflops[phase] = count_step_gflops(model, phase, batch, self.rt.autocast)
+                gflops = count_step_gflops(model, phase, batch, self.rt.autocast)
+                self.step_gflops[phase] = gflops / len(batch.x)  # per image
+                synchronize(self.rt.device)  # the counting pass's GPU work is not training
                 start += time.perf_counter() - paused
             alpha = (
                 alpha_at(c.alpha, c.anneal, mix_offset + i, mix_total) if phase == "mix" else 0.0
@@ -147,10 +182,21 @@ class Trainer:
             losses["loss"].backward()
             opt.step()
             self.scheduler.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float()
+            if batch.items is not None:
+                it = batch.items
+                self.mixer.record(
+                    it.a, it.b, losses["item_loss_a"], losses["item_loss_b"], losses["correct_a"]
+                )
+            for k in ("loss", "loss_ssl", "loss_sl"):
+                if k in losses:
+                    sums[k] = sums.get(k, 0.0) + losses[k].detach().float()
             steps += 1
             images += len(batch.x)
+        if phase == "sl" and self.mixer is not None:
+            # A mixed epoch has fewer (or, keeping its last partial batch, one more) steps than
+            # planned: put the LR schedule back where a run without mixing would be.
+            self.scheduler.last_epoch = self.planned_steps_done() - 1
+            self.scheduler.step()
         synchronize(self.rt.device)
         elapsed = time.perf_counter() - start
         means = {k: v.item() / steps for k, v in sums.items()}
@@ -159,8 +205,12 @@ class Trainer:
                 f"non-finite loss in phase {phase!r}, epoch {self.epoch + 1}: "
                 f"{means}; lower the learning rate or check the data"
             )
-        self.gflops += self.step_gflops[phase] * steps
-        return {**means, "train_s": elapsed, "images": images}
+        self.gflops += self.step_gflops[phase] * images
+        out = {**means, "train_s": elapsed, "images": images}
+        if phase == "sl" and self.mixer is not None:
+            out["mixed_fraction"] = self.mixer.mixed_fraction
+            self.mixer.end_epoch()
+        return out
 
     def run_epoch(self) -> dict[str, Any]:
         phase = self.phases[self.epoch]
@@ -180,6 +230,8 @@ class Trainer:
             "train_gflops": self.gflops,
             "images_per_s": out["images"] / max(out["train_s"], 1e-9),
         }
+        if self.mixer is not None:
+            metrics["mixed_fraction"] = out.get("mixed_fraction")
         if self.epoch == len(self.phases):
             metrics["test_accuracy"] = accuracy(self.model, s.test_x, s.test_y, self.rt, s, bs)
         self.history.append(metrics)
@@ -197,6 +249,7 @@ class Trainer:
             "gflops": self.gflops,
             "step_gflops": dict(self.step_gflops),
             "history": list(self.history),
+            "mixer": self.mixer.state_dict() if self.mixer is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -207,13 +260,15 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"checkpoint version {state.get('version')} != {STATE_VERSION}")
-        if state["config"] != self.config.to_dict():
+        if not same_recipe(state["config"], self.config.to_dict()):
             raise ValueError("checkpoint was written by a different config; refusing to resume")
         self.model.load_state_dict(state["model"])
         self.epoch = state["epoch"]
         self.latency_s, self.gflops = state["latency_s"], state["gflops"]
         self.step_gflops = dict(state["step_gflops"])
         self.history = list(state["history"])
+        if self.mixer is not None:
+            self.mixer.load_state_dict(state["mixer"])
         if 0 < self.epoch:
             self.start_segment(self.phases[self.epoch - 1])
             self.optimizer.load_state_dict(state["optimizer"])

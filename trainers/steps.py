@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from trainers.accel import InputMixer, MixItems, box_cells, cells_to_pixels, cutmix_box
 from trainers.data import Splits, augment, normalize
 from trainers.models import MixModel
 from trainers.plan import mix_images
@@ -24,6 +25,9 @@ class NonFiniteLossError(RuntimeError):
 class Batch:
     x: Tensor  # float [B, C, H, W], augmented and normalised (mixed with SSL images in MIX)
     y: Tensor | None  # int64 [B]; None for SSL-only batches
+    items: MixItems | None = None  # mixTrain composites in the SL phase (trainers/accel.py)
+    y2: Tensor | None = None  # int64 [B], labels of each item's second constituent
+    mode: str = "none"  # sl_accel that built the batch
 
 
 def step_loss(model: MixModel, kind: str, batch: Batch, alpha: float) -> dict[str, Tensor]:
@@ -35,6 +39,8 @@ def step_loss(model: MixModel, kind: str, batch: Batch, alpha: float) -> dict[st
     if kind == "ssl":
         loss_ssl = model.ssl_loss(batch.x)
         return {"loss": loss_ssl, "loss_ssl": loss_ssl}
+    if kind == "sl" and batch.items is not None:
+        return composite_loss(model, batch)
     if kind == "sl":
         loss_sl = F.cross_entropy(model.sl_logits(batch.x), batch.y)
         return {"loss": loss_sl, "loss_sl": loss_sl}
@@ -44,6 +50,35 @@ def step_loss(model: MixModel, kind: str, batch: Batch, alpha: float) -> dict[st
         loss = alpha * loss_ssl + (1.0 - alpha) * loss_sl
         return {"loss": loss, "loss_ssl": loss_ssl, "loss_sl": loss_sl}
     raise ValueError(f"unknown step kind {kind!r}")
+
+
+def composite_loss(model: MixModel, batch: Batch) -> dict[str, Tensor]:
+    """`r * CE(., y_a) + (1 - r) * CE(., y_b)` per item, from ONE trunk pass.
+
+    CutMix uses split propagation: the features of a's box cells and of the rest are pooled
+    and classified separately, each scored against its own label. Also returns per-item losses
+    (the constituents' losses estimated on the composite) for selective mixing.
+    """
+    items = batch.items
+    if batch.mode == "cutmix":
+        cells = model.cell_features(model.encode(batch.x, 0.0)[0])  # [B, G, D]
+        in_a = items.cells.to(cells.dtype)[..., None]
+        pooled_a = (cells * in_a).sum(1) / in_a.sum(1).clamp_min(1)
+        pooled_b = (cells * (1 - in_a)).sum(1) / (1 - in_a).sum(1).clamp_min(1)
+        logits_a, logits_b = model.classify_pooled(pooled_a), model.classify_pooled(pooled_b)
+    else:
+        logits_a = logits_b = model.sl_logits(batch.x)
+    loss_a = F.cross_entropy(logits_a, batch.y, reduction="none")
+    loss_b = F.cross_entropy(logits_b, batch.y2, reduction="none")
+    r = items.r.to(loss_a.device, loss_a.dtype)
+    loss = (r * loss_a + (1 - r) * loss_b).mean()
+    return {
+        "loss": loss,
+        "loss_sl": loss,
+        "item_loss_a": loss_a.detach(),
+        "item_loss_b": loss_b.detach(),
+        "correct_a": logits_a.argmax(1) == batch.y,
+    }
 
 
 class BatchSource:
@@ -87,6 +122,31 @@ class BatchSource:
                 other = torch.randint(len(s.ssl_x), (len(idx),), generator=self.g)
                 x = mix_images(x, self._prepare(s.ssl_x[other.to(s.ssl_x.device)]), lam)
             yield Batch(x, s.train_y[idx])
+
+
+def mixed_batches(source: BatchSource, mixer: InputMixer, grid: tuple[int, int]) -> Iterator[Batch]:
+    """The SL epoch as mixTrain items (trainers/accel.py), every item kept (no drop-last)."""
+    s, g = source.splits, source.g
+    a, b, r = mixer.epoch_items(g)
+    for start in range(0, len(a), source.batch_size):
+        ia, ib, ir = (
+            a[start : start + source.batch_size],
+            b[start : start + source.batch_size],
+            r[start : start + source.batch_size],
+        )
+        dev = s.train_x.device
+        xa, xb = source._prepare(s.train_x[ia.to(dev)]), source._prepare(s.train_x[ib.to(dev)])
+        cells = None
+        if mixer.mode == "cutmix":
+            corner, size = cutmix_box(grid, mixer.share, len(ia), g)
+            cells = box_cells(corner, size, grid) | (ia == ib)[:, None]  # unmixed: all of a
+            pixels = cells_to_pixels(cells, grid, s.image_size).to(dev)
+            x = torch.where(pixels, xa, xb)
+            ir = pixels.float().mean(dim=(1, 2, 3)).cpu()  # a's exact pixel share
+        else:
+            x = ir.to(dev)[:, None, None, None] * xa + (1 - ir.to(dev))[:, None, None, None] * xb
+        items = MixItems(ia, ib, ir, cells.to(dev) if cells is not None else None)
+        yield Batch(x, s.train_y[ia.to(dev)], items, s.train_y[ib.to(dev)], mixer.mode)
 
 
 def count_step_gflops(

@@ -54,6 +54,18 @@ class MixModel(nn.Module, ABC):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Full-token feats -> (kept feats, mask, ids_restore) for the merged MIX step."""
 
+    # Regions of the final features, for CutMix's split propagation (trainers/accel.py): the
+    # features of each constituent's cells are pooled and classified separately.
+    feature_grid: tuple[int, int]
+
+    @abstractmethod
+    def cell_features(self, feats: Tensor) -> Tensor:
+        """feats from `encode(x, 0)` -> [N, G, D], one row per grid cell, row-major."""
+
+    @abstractmethod
+    def classify_pooled(self, pooled: Tensor) -> Tensor:
+        """pooled: [N, D] mean of some cells' features -> logits [N, num_classes]."""
+
     def ssl_loss(self, x: Tensor) -> Tensor:
         """Vanilla MAE / AE step: the encoder sees only the visible patches.
 

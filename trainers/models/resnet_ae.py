@@ -104,6 +104,21 @@ class ResNetAE(MixModel):
         """feats: [N, C', h, w] -> logits [N, num_classes] (global average pool + Linear)."""
         return self.head(feats.mean(dim=(2, 3)))
 
+    @property
+    def feature_grid(self) -> tuple[int, int]:
+        # the CIFAR stem keeps the size; each of the three stride-2 stages halves it, rounding up
+        g = self.image_size
+        for _ in range(3):
+            g = (g + 1) // 2
+        return g, g
+
+    def cell_features(self, feats: Tensor) -> Tensor:
+        """feats: [N, C', h, w] -> [N, h*w, C'] (row-major cells)."""
+        return feats.flatten(2).transpose(1, 2)
+
+    def classify_pooled(self, pooled: Tensor) -> Tensor:
+        return self.head(pooled)
+
     def reconstruct(self, feats: Tensor, ids_restore: Tensor | None = None) -> Tensor:
         """feats: [N, C', h, w] -> pred [N, C, H, W]."""
         pred = self.decoder(feats)

@@ -208,6 +208,17 @@ class ViTMAE(MixModel):
         """feats: [N, 1+L', D] (any subset of patch tokens) -> logits; mean-pools patches only."""
         return self.head(feats[:, 1:].mean(dim=1))
 
+    @property
+    def feature_grid(self) -> tuple[int, int]:
+        return tuple(self.patch_embed.grid_size)
+
+    def cell_features(self, feats: Tensor) -> Tensor:
+        """feats: [N, 1+L, D] (all tokens, in order) -> patch tokens [N, L, D]."""
+        return feats[:, 1:]
+
+    def classify_pooled(self, pooled: Tensor) -> Tensor:
+        return self.head(pooled)
+
     def reconstruct(self, feats: Tensor, ids_restore: Tensor) -> Tensor:
         """feats: [N, 1+keep, D], ids_restore: [N, L] -> pred [N, L, p*p*C]."""
         return self.decoder(feats, ids_restore)

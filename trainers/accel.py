@@ -1,0 +1,191 @@
+"""mixTrain input mixing for the SL phase (Krithivasan et al., "MixTrain: accelerating DNN
+training via input mixing", Frontiers in AI 2024): fewer mini-batches per epoch by training on
+composites of two inputs, applied selectively to the samples where it costs least.
+
+An epoch is a list of *items* `(a, b, r)`: an unmixed sample is `(i, i, 1)`; a composite
+carries sample `a` with share `r` and sample `b` with share `1 - r`. With a mixed set of size
+m out of n samples an epoch has `n - floor(m / 2)` items, so `ceil((n - m/2) / batch)` batches.
+
+Selective mixing (the paper's regions), decided after every epoch from per-sample losses
+(measured for unmixed samples, estimated on the composite's output for mixed ones), with
+`L_corr`, `L_incorr` the mean losses of the correctly / incorrectly classified *unmixed*
+samples of the epoch and `L_mid = (L_corr + L_incorr) / 2`:
+- region 1, loss < L_mid: mixed, and stays mixed while its loss stays below L_mid;
+- region 2, L_mid <= loss <= L_incorr (or not rising): not mixed;
+- region 3, loss > L_incorr and rising over the last epoch (k = 1): mixed for one epoch, then
+  back to unmixed for at least one epoch.
+Until both means exist (the first epoch, or an epoch with no correct or no incorrect unmixed
+sample) nothing is mixed.
+
+Adaptive MixUp ratio (the paper's Eq. 4-5): a pair favours its harder input. Eq. 5 as printed
+is the unnormalised ratio `L_a / L_b`; we use its normalised form `r_a = L_a / (L_a + L_b)`
+(the same ordering, now a share in [0, 1]) and bound it to [R_MIN, 1 - R_MIN] so neither input
+vanishes from the composite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+R_MIN = 0.2
+ACCELS = ("none", "mixup", "cutmix", "skip")
+
+
+def running_means(loss: Tensor, correct: Tensor, unmixed: Tensor) -> tuple[float, float] | None:
+    """(L_corr, L_incorr) over the unmixed samples; None until both groups are non-empty."""
+    known = unmixed & ~torch.isnan(loss)
+    good, bad = known & correct, known & ~correct
+    if not good.any() or not bad.any():
+        return None
+    return float(loss[good].mean()), float(loss[bad].mean())
+
+
+def assign_regions(
+    loss: Tensor, prev: Tensor, means: tuple[float, float] | None, region3_last: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Next epoch's mixed set and its region-3 members, from the last two epochs' losses.
+
+    loss, prev: [n] float (NaN = unknown); region3_last: [n] bool, mixed by region 3 last epoch.
+    """
+    n = len(loss)
+    if means is None:
+        return torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    l_corr, l_incorr = means
+    l_mid = (l_corr + l_incorr) / 2
+    region1 = loss < l_mid
+    rising = loss > prev  # False where either is NaN
+    region3 = (loss > l_incorr) & rising & ~region3_last
+    return region1 | region3, region3
+
+
+def pair_items(mixed: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Items (a, b) of one epoch: unmixed samples alone (a = b), mixed ones in random pairs.
+
+    An odd mixed set leaves its last member unmixed. Items come back shuffled.
+    """
+    idx = torch.arange(len(mixed))
+    pool = idx[mixed][torch.randperm(int(mixed.sum()), generator=generator)]
+    half = len(pool) // 2
+    a = torch.cat([idx[~mixed], pool[:half], pool[2 * half :]])
+    b = torch.cat([idx[~mixed], pool[half : 2 * half], pool[2 * half :]])
+    order = torch.randperm(len(a), generator=generator)
+    return a[order], b[order]
+
+
+def adaptive_ratio(loss_a: Tensor, loss_b: Tensor, default: float) -> Tensor:
+    """MixUp share of input a: `L_a / (L_a + L_b)` bounded to [R_MIN, 1 - R_MIN]."""
+    total = loss_a + loss_b
+    r = torch.where(
+        torch.isfinite(total) & (total > 0), loss_a / total, torch.full_like(total, default)
+    )
+    return r.clamp(R_MIN, 1 - R_MIN)
+
+
+def cutmix_box(
+    grid: tuple[int, int], share: float, n: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Per item a box on the feature grid: rows [r0, r0 + h), cols [c0, c0 + w).
+
+    The side is `round(sqrt(share) * grid)`, at least 1 and at most grid - 1 cells, so both
+    constituents keep at least one cell. Returns (corner [n, 2], size [2]).
+    """
+    gh, gw = grid
+    h = min(max(1, round(math.sqrt(share) * gh)), max(1, gh - 1))
+    w = min(max(1, round(math.sqrt(share) * gw)), max(1, gw - 1))
+    r0 = torch.randint(0, gh - h + 1, (n,), generator=generator)
+    c0 = torch.randint(0, gw - w + 1, (n,), generator=generator)
+    return torch.stack([r0, c0], dim=1), torch.tensor([h, w])
+
+
+def box_cells(corner: Tensor, size: Tensor, grid: tuple[int, int]) -> Tensor:
+    """[n, gh * gw] bool: the cells inside each item's box (row-major, like patch tokens)."""
+    gh, gw = grid
+    rows = torch.arange(gh)[None, :, None]
+    cols = torch.arange(gw)[None, None, :]
+    r0, c0 = corner[:, 0, None, None], corner[:, 1, None, None]
+    inside = (rows >= r0) & (rows < r0 + size[0]) & (cols >= c0) & (cols < c0 + size[1])
+    return inside.reshape(len(corner), gh * gw)
+
+
+def cells_to_pixels(cells: Tensor, grid: tuple[int, int], image: int) -> Tensor:
+    """[n, gh*gw] bool cells -> [n, 1, image, image] bool pixels.
+
+    The cells partition the image evenly (ceil(image / grid) pixels each, the last clipped):
+    exactly a ViT's patches; for a ResNet close to where its stride-8 cells' receptive fields
+    are centred (cell i near pixel 8i, e.g. the last of 4 cells over 28 px covers 21..27).
+    """
+    gh, gw = grid
+    cell_h, cell_w = math.ceil(image / gh), math.ceil(image / gw)
+    grid_mask = cells.reshape(-1, 1, gh, gw).float()
+    pixels = torch.nn.functional.interpolate(grid_mask, scale_factor=(cell_h, cell_w))
+    return pixels[..., :image, :image] > 0.5
+
+
+@dataclass
+class MixItems:
+    """One batch of items: constituents, shares and (CutMix) the box cells of constituent a."""
+
+    a: Tensor  # [B] sample indices
+    b: Tensor  # [B]; a == b for an unmixed item
+    r: Tensor  # [B] share of a (1 for unmixed)
+    cells: Tensor | None = None  # [B, G] bool, CutMix only: a's cells
+
+
+class InputMixer:
+    """Per-sample bookkeeping of selective mixing over one labelled pool of n samples."""
+
+    def __init__(self, mode: str, n: int, share: float, skip_fraction: float = 0.0) -> None:
+        if mode not in ACCELS:
+            raise ValueError(f"sl_accel must be one of {', '.join(ACCELS)}, got {mode!r}")
+        self.mode, self.n, self.share, self.skip_fraction = mode, n, share, skip_fraction
+        nan = torch.full((n,), float("nan"))
+        self.loss, self.prev = nan.clone(), nan.clone()
+        self.correct = torch.zeros(n, dtype=torch.bool)
+        self.mixed = torch.zeros(n, dtype=torch.bool)  # this epoch's mixed set
+        self.region3 = torch.zeros(n, dtype=torch.bool)
+
+    @property
+    def mixed_fraction(self) -> float:
+        return float(self.mixed.float().mean()) if self.n else 0.0
+
+    def epoch_items(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(a, b, r) for every item of the coming epoch."""
+        if self.mode == "skip":  # the honest baseline: drop a random share of the samples
+            keep = torch.randperm(self.n, generator=generator)[
+                : round(self.n * (1 - self.skip_fraction))
+            ]
+            return keep, keep, torch.ones(len(keep))
+        a, b = pair_items(self.mixed, generator)
+        r = torch.ones(len(a))
+        pair = a != b
+        if self.mode == "mixup":
+            r[pair] = adaptive_ratio(self.loss[a[pair]], self.loss[b[pair]], self.share)
+        return a, b, r
+
+    def record(
+        self, a: Tensor, b: Tensor, loss_a: Tensor, loss_b: Tensor, correct_a: Tensor
+    ) -> None:
+        """Per-item losses of one step (estimated on the composite for mixed items)."""
+        pair = a != b
+        self.loss[a] = loss_a.detach().float().cpu()
+        self.loss[b[pair]] = loss_b.detach().float().cpu()[pair]
+        self.correct[a[~pair]] = correct_a.cpu()[~pair]
+
+    def end_epoch(self) -> None:
+        """Decide next epoch's mixed set from this epoch's losses (see the module docstring)."""
+        means = running_means(self.loss, self.correct, ~self.mixed)
+        self.mixed, self.region3 = assign_regions(self.loss, self.prev, means, self.region3)
+        self.prev = self.loss.clone()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            k: getattr(self, k).clone() for k in ("loss", "prev", "correct", "mixed", "region3")
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v.clone())
