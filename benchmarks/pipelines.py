@@ -16,6 +16,9 @@ from benchmarks.report import markdown_table, record
 from trainers import TrialConfig, run
 from tune_app.settings import parse_set, read_mapping
 
+# Named variants beside the three pipelines (issue 7: the masked merged pass).
+VARIANTS = {"mixtraining_masked": {"pipeline": "mixtraining", "mix_pass": "masked"}}
+
 
 def run_one(config: TrialConfig) -> dict:
     started = time.perf_counter()
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, per_pipeline = [], {}
     for pipeline in args.pipelines:
         for seed in args.seeds:
-            config = TrialConfig.from_dict({**base, "pipeline": pipeline, "seed": seed})
+            variant = VARIANTS.get(pipeline, {"pipeline": pipeline})
+            config = TrialConfig.from_dict({**base, **variant, "seed": seed})
             out = run_one(config)
             print(
                 f"{pipeline} seed {seed}: val {out['val_accuracy']:.4f} test "

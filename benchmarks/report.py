@@ -37,7 +37,10 @@ def machine() -> str:
 
 def record(name: str, title: str, body: str) -> None:
     """Print `body` and replace section `name` of docs/benchmarks.md with it."""
-    command = "python " + shlex.join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)  # `python -m benchmarks.x` is how these run
+    target = ["-m", spec.name] if spec else [os.path.relpath(sys.argv[0])]
+    command = "python " + shlex.join([*target, *sys.argv[1:]])
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = (
         f"<!-- BEGIN {name} -->\n## {title}\n\nCommand: `{command}` ({stamp}; {machine()})"

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import SPACE as HELPER_SPACE
 
 from analysis import (
     analyze_experiment,
@@ -32,31 +33,17 @@ from trainers import TrialConfig
 from tune_app.cli import main
 
 KNOBS = ("alpha", "rho", "lam", "anneal")
+# The shared tiny space, renamed, with rho from 0 and two baseline seeds (a known front).
 SPACE = {
+    **HELPER_SPACE,
     "name": "synthetic",
     "description": "hand-made results with a known front",
-    "trainer": {
-        "model": "vit_micro",
-        "dataset": "digits",
-        "labeled_fraction": 0.3,
-        "ssl_source": "unlabeled",
-        "epochs_ssl": 2,
-        "epochs_sl": 2,
-        "batch_size": 64,
-    },
     "parameters": {
-        "alpha": {"distribution": "uniform", "min": 0.1, "max": 0.9},
+        **HELPER_SPACE["parameters"],
         "rho": {"distribution": "uniform", "min": 0.0, "max": 1.0},
-        "lam": {"distribution": "uniform", "min": 0.3, "max": 1.0},
-        "anneal": {"values": ["none", "linear", "cosine"]},
     },
-    "objectives": [
-        {"metric": "val_accuracy", "goal": "maximize"},
-        {"metric": "train_latency_s", "goal": "minimize"},
-    ],
     "search": {"sampler": "tpe", "num_samples": 8, "max_concurrent": 2, "seed": 0},
     "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0, 1]},
-    "resources": {"cpu": 1, "gpu": 0},
 }
 
 

@@ -126,3 +126,14 @@ def test_spaces_lists_bundled_spaces_with_descriptions(capsys) -> None:
     for name in ("vit_mix", "resnet_mix", "vit_tiny_cifar10", "resnet18_cifar10"):
         assert name in out
     assert "Fashion-MNIST" in out
+
+
+def test_a_fresh_run_starts_its_history_anew(tmp_path: Path, capsys) -> None:
+    """Leftovers of a run that died before its first checkpoint are not appended to."""
+    cfg = write_config(tmp_path, {**TINY, "pipeline": "sl", "epochs_sl": 1})
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "history.jsonl").write_text('{"epoch": 7}\n')
+    assert main(["train", "--config", cfg, "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1]

@@ -4,12 +4,12 @@ selections exit 2; and one end-to-end run: search -> analyze -> export -> train 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from helpers import SPACE as HELPER_SPACE
 from test_analysis import FINISHED, FRONT_IDS, config_of, write_experiment, write_ray_experiment
 
 from tune_app.cli import main
@@ -107,45 +107,8 @@ def test_export_from_ray_files_fills_the_space_settings(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- end to end with a real Ray
 
-SPACE = {
-    "name": "tiny",
-    "description": "digits, vit_micro, one epoch per phase",
-    "trainer": {
-        "model": "vit_micro",
-        "dataset": "digits",
-        "labeled_fraction": 0.3,
-        "ssl_source": "unlabeled",
-        "epochs_ssl": 2,
-        "epochs_sl": 2,
-        "batch_size": 64,
-    },
-    "parameters": {
-        "alpha": {"distribution": "uniform", "min": 0.1, "max": 0.9},
-        "rho": {"distribution": "uniform", "min": 0.5, "max": 1.0},
-        "lam": {"distribution": "uniform", "min": 0.3, "max": 1.0},
-        "anneal": {"values": ["none", "linear", "cosine"]},
-    },
-    "objectives": [
-        {"metric": "val_accuracy", "goal": "maximize"},
-        {"metric": "train_latency_s", "goal": "minimize"},
-    ],
-    "search": {"sampler": "tpe", "num_samples": 2, "max_concurrent": 2, "seed": 0},
-    "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0]},
-    "resources": {"cpu": 1, "gpu": 0},
-}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    from tune_app.search import RAY_ENV
-
-    for k, v in RAY_ENV.items():
-        os.environ.setdefault(k, v)
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+# The shared tiny search space, with two searched trials (the Ray fixture is in conftest.py).
+SPACE = {**HELPER_SPACE, "search": {**HELPER_SPACE["search"], "num_samples": 2}}
 
 
 def test_search_analyze_export_train_reproduces_the_trial(local_ray, tmp_path: Path, capsys):

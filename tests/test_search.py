@@ -232,7 +232,18 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
         time.sleep(1)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.wait()
-    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    resume = [
+        sys.executable,
+        "-m",
+        "tune_app.cli",
+        "search",
+        "--name",
+        "k",
+        "--storage-path",
+        str(storage),
+        "--resume",
+    ]  # as a user would: the experiment knows the rest
+    done = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_parquet(storage / "k" / "trials.parquet")
     assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
@@ -242,3 +253,65 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
         files = run_files(storage / "k" / "wandb", row["trial_id"])
         epochs = sorted(h["epoch"] for f in files for h in read_run(f).history)
         assert epochs == list(range(1, row["epochs_planned"] + 1)), (row["trial_id"], epochs)
+
+
+def test_uri_storage_keeps_ray_files_there_and_uploads_ours(
+    local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pyarrow URI (file:// here, s3:// or gs:// on a cluster) holds Ray's files and ours."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    space = write_space(
+        tmp_path,
+        baselines={"pipelines": [], "seeds": [0]},
+        search={"sampler": "random", "num_samples": 1, "seed": 0},
+    )
+    bucket = tmp_path / "bucket"
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--storage-path",
+        f"file://{bucket}",
+        "--name",
+        "u",
+        "--wandb",
+        "disabled",
+    ]
+    assert main(args) == 0
+    remote = bucket / "u"
+    assert (remote / "tuner.pkl").exists() and list(remote.glob("experiment_state-*.json"))
+    for f in ("space.yaml", "trials.parquet", "optuna.db"):
+        assert (remote / f).exists(), f
+    assert (tmp_path / "cwd" / "experiments" / "u" / "optuna.db").exists()  # the local side
+    assert len(pd.read_parquet(remote / "trials.parquet")) == 1
+    assert main(args) == 2  # the name is taken at that URI
+
+
+def test_trials_run_on_the_cpu_unless_the_space_asks_for_gpus(tmp_path: Path) -> None:
+    """Ray 2.60 leaves GPUs visible to trials given none: gpu 0 must mean device cpu."""
+    from tune_app.search import fixed_settings
+
+    assert fixed_settings(load_space(str(write_space(tmp_path))))["device"] == "cpu"
+    gpu = load_space(str(write_space(tmp_path, resources={"cpu": 1, "gpu": 0.5})))
+    assert fixed_settings(gpu)["device"] == "auto"
+
+
+def test_resume_rejects_flags_it_would_ignore(tmp_path: Path, capsys) -> None:
+    args = [
+        "search",
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "x",
+        "--resume",
+    ]
+    for extra in (
+        ["--num-samples", "3"],
+        ["--wandb", "offline"],
+        ["--set", "search.seed=1"],
+        ["--space", "vit_mix"],
+    ):
+        assert main(args + extra) == 2
+        assert "drop " + extra[0] in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

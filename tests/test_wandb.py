@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -113,6 +114,54 @@ def test_offline_search_logs_every_trial_and_never_the_key(
         timeout=120,
     )
     assert sync.returncode == 0, sync.stderr
+    # analyze adds one "pareto" run to the same group: a table of every trial and the plot.
+    main(["analyze", str(experiment)])
+    pareto = run_files(experiment / "wandb", "pareto-w")
+    assert len(pareto) == 1
+    run = read_run(pareto[0])
+    assert run.group == "w" and run.name == "pareto"
+    logged = run.history[0]["trials"]
+    assert logged["_type"] == "table-file" and logged["nrows"] == len(table)
+    data = json.loads((pareto[0].parent / "files" / logged["path"]).read_text())
+    assert "on_front" in data["columns"] and len(data["data"]) == len(table)
+    front_flags = dict(
+        zip(
+            (r[0] for r in data["data"]),
+            (r[data["columns"].index("on_front")] for r in data["data"]),
+            strict=True,
+        )
+    )
+    front = pd.read_parquet(experiment / "analysis" / "pareto.parquet")
+    assert {t for t, on in front_flags.items() if on} == set(front["trial_id"])
+    assert run.history[0]["pareto"]["_type"] == "image-file"
     for f in experiment.rglob("*"):
         if f.is_file():
             assert FAKE_KEY.encode() not in f.read_bytes(), f"API key written to {f}"
+
+
+def test_a_torn_run_file_reads_up_to_the_tear(tmp_path: Path) -> None:
+    """A run file cut mid-record (a kill, or a file still being written) is read, not fatal."""
+    import os
+    import subprocess as sp
+    import sys
+
+    script = (
+        "import wandb\n"
+        "r = wandb.init(project='p', id='torn1', mode='offline')\n"
+        "for i in range(1, 6): r.log({'epoch': i, 'phase': 'sl'}, step=i)\n"
+        "r.finish()\n"
+    )
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_SILENT": "true",
+    }
+    sp.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    (full,) = run_files(tmp_path / "wandb", "torn1")
+    data = full.read_bytes()
+    assert [h["epoch"] for h in read_run(full).history] == [1, 2, 3, 4, 5]
+    for cut in (len(data) // 2, len(data) - 3, 20):
+        full.write_bytes(data[:cut])
+        epochs = [h["epoch"] for h in read_run(full).history]
+        assert epochs == list(range(1, len(epochs) + 1))  # a clean prefix, never an error

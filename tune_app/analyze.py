@@ -46,10 +46,41 @@ def analyze_command(experiment: str, out: str | None) -> int:
         raise UserInputError(str(e)) from e
     print("\n".join(headline(analysis)))
     print(f"Wrote {folder}/: report.md, pareto.png, pareto.html, pareto.parquet, summary.json")
+    log_to_wandb(analysis, folder / "pareto.png")
     if analysis.mix.empty:
         print("tune-app analyze: no MixTraining trial completed (see report.md)", file=sys.stderr)
         return 1
     return 0
+
+
+def wandb_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    """Every trial: pipeline, knobs, objectives, whether it is on the MixTraining front."""
+    exp = analysis.experiment
+    on_front = set(analysis.front["trial_id"])
+    columns = ["trial_id", "pipeline", "seed", "status", *exp.knobs, *exp.metrics]
+    table = exp.table[[c for c in columns if c in exp.table]]
+    return [
+        {**{k: plain(v) for k, v in row.items()}, "on_front": row["trial_id"] in on_front}
+        for row in table.to_dict("records")
+    ]
+
+
+def log_to_wandb(analysis: Analysis, png: Path) -> None:
+    """The "pareto" run beside the trials' runs, when the search logged to W&B."""
+    experiment = analysis.experiment.path
+    if not (experiment / "wandb").is_dir():
+        return
+    from tune_app.wandb_log import log_pareto_run
+
+    try:
+        folder = log_pareto_run(experiment, wandb_rows(analysis), png)
+    except Exception as e:  # W&B must never fail an analysis; say what happened instead
+        print(
+            f"tune-app analyze: W&B pareto run not logged: {type(e).__name__}: {e}", file=sys.stderr
+        )
+        return
+    if folder is not None:
+        print(f"Logged the W&B pareto run ({folder})")
 
 
 def trial_settings(row: pd.Series) -> dict[str, Any]:

@@ -41,7 +41,12 @@ def train(
 
 
 @cli.command()
-@click.option("--space", "space_arg", required=True, help="Bundled space name or YAML path.")
+@click.option(
+    "--space",
+    "space_arg",
+    default=None,
+    help="Bundled space name or YAML path (not with --resume).",
+)
 @click.option("--name", default=None, help="Experiment name (default: <space>-<time>).")
 @click.option(
     "--storage-path", default=None, help="Where experiments live (default ./experiments)."
@@ -64,7 +69,7 @@ def train(
 )
 @click.option("--resume", is_flag=True, help="Continue the experiment --name after an interrupt.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON; run nothing.")
-def search(space_arg: str, **options: object) -> int:
+def search(space_arg: str | None, **options: object) -> int:
     """Search MixTraining's knobs with Ray Tune + Optuna, baselines included."""
     from tune_app.search import search_command
 

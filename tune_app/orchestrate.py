@@ -12,6 +12,7 @@ from ray.tune.experiment import Trial
 
 from search_spaces import SearchSpace
 from tune_app import results
+from tune_app.location import Location
 from tune_app.search import (
     METRIC_COLUMNS,
     PARAM_COLUMNS,
@@ -62,7 +63,7 @@ def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tun
     ]
 
 
-def new_tuner(space: SearchSpace, experiment: Path, wandb_mode: str) -> tune.Tuner:
+def new_tuner(space: SearchSpace, where: Location, wandb_mode: str) -> tune.Tuner:
     total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
     reporter = tune.CLIReporter(
         parameter_columns=[
@@ -75,26 +76,26 @@ def new_tuner(space: SearchSpace, experiment: Path, wandb_mode: str) -> tune.Tun
     return tune.Tuner(
         make_trainable(space),
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(space, experiment, study_name=experiment.name),
+            search_alg=build_searcher(space, where.local, study_name=where.name),
             num_samples=total,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=experiment.name,
-            storage_path=str(experiment.parent),
+            name=where.name,
+            storage_path=where.ray_parent,
             verbose=1,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             progress_reporter=reporter,
-            callbacks=callbacks(space, experiment, wandb_mode),
+            callbacks=callbacks(space, where.local, wandb_mode),
         ),
     )
 
 
-def collect(space: SearchSpace, experiment: Path) -> list[dict[str, Any]]:
-    """One row per trial Ray knows of, from the experiment folder (works after a crash too)."""
-    analysis = tune.ExperimentAnalysis(str(experiment))
+def collect(space: SearchSpace, ray_folder: str) -> list[dict[str, Any]]:
+    """One row per trial Ray knows of, from Ray's experiment folder (works after a crash too)."""
+    analysis = tune.ExperimentAnalysis(ray_folder)
     rows = []
     for t in analysis.trials:
         error = t.get_error() if t.status == Trial.ERROR else None
@@ -113,7 +114,7 @@ def collect(space: SearchSpace, experiment: Path) -> list[dict[str, Any]]:
 
 def run_search(
     space: SearchSpace,
-    experiment: Path,
+    where: Location,
     *,
     address: str | None,
     resume: bool,
@@ -123,28 +124,55 @@ def run_search(
     try:
         check_resources(space)
         if resume:
-            say(f"tune-app search: resuming {experiment}")
+            say(f"tune-app search: resuming {where.ray}")
             tuner = tune.Tuner.restore(
-                str(experiment), make_trainable(space), resume_unfinished=True, resume_errored=True
+                # Errored trials already had MAX_FAILURES retries and Optuna has seen them fail;
+                # resuming them would leave the study and Ray's concurrency limit out of step.
+                where.ray,
+                make_trainable(space),
+                resume_unfinished=True,
+                resume_errored=False,
             )
         else:
-            write_space(space, experiment)
-            say(f"tune-app search: {space.name} -> {experiment}")
-            tuner = new_tuner(space, experiment, wandb_mode)
+            write_space(space, where.local)
+            say(f"tune-app search: {space.name} -> {where.ray}")
+            tuner = new_tuner(space, where, wandb_mode)
         tuner.fit()
-        table = results.write_table(collect(space, experiment), experiment / "trials.parquet")
-        say("\n" + results.summary_text(table, space, str(experiment)))
-        offline = sorted((experiment / "wandb").glob("offline-run-*"))
-        if offline:
-            say(f"  wandb sync {experiment / 'wandb'}/offline-run-*   # upload the W&B runs")
-        unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
-        if len(unfinished):
-            say(
-                f"\n{len(unfinished)} trial(s) unfinished; continue with:\n  tune-app search "
-                f"--name {experiment.name} --storage-path {experiment.parent} --resume"
-            )
-            return 130
-        return 0 if table["complete"].any() else 1
+        return finish(space, where)
     finally:
         if started:
             ray.shutdown()
+
+
+def close_stale_study_trials(experiment: Path) -> None:
+    """Mark FAIL the study trials a killed driver left RUNNING (handed out, never reported)."""
+    import optuna
+
+    from tune_app.searcher import study_storage
+
+    study = optuna.load_study(study_name=experiment.name, storage=study_storage(experiment))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+def finish(space: SearchSpace, where: Location) -> int:
+    """trials.parquet, the closing summary, the upload of our files; the exit code."""
+    experiment = where.local
+    rows = collect(space, where.ray)
+    if not rows:
+        say("tune-app search: no trial ran")
+        return 1
+    table = results.write_table(rows, experiment / "trials.parquet")
+    close_stale_study_trials(experiment)
+    where.upload()
+    say("\n" + results.summary_text(table, experiment))
+    if sorted((experiment / "wandb").glob("offline-run-*")):
+        say(f"  wandb sync {experiment / 'wandb'}/offline-run-*   # upload the W&B runs")
+    unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
+    if len(unfinished):
+        say(
+            f"\n{len(unfinished)} trial(s) unfinished; continue with:\n  tune-app search "
+            f"--name {where.name} --storage-path {where.ray_parent} --resume"
+        )
+        return 130
+    return 0 if table["complete"].any() else 1

@@ -8,19 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import pareto_mask
+from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
-
-FINAL_METRICS = (
-    "val_accuracy",
-    "test_accuracy",
-    "train_latency_s",
-    "train_gflops",
-    "images_per_s",
-    "loss_ssl",
-    "loss_sl",
-)
 
 
 def trial_row(
@@ -68,46 +58,41 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
     return table
 
 
-def front(table: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
-    """Complete MixTraining trials that no other complete MixTraining trial dominates."""
-    metrics = [o.metric for o in space.objectives]
-    done = table[table["complete"] & (table["pipeline"] == "mixtraining")]
-    if done.empty:
-        return done
-    mask = pareto_mask(done[metrics].to_numpy(dtype=float), [o.goal for o in space.objectives])
-    return done[mask].sort_values(metrics[-1])
+def summary_text(table: pd.DataFrame, experiment: Path) -> str:
+    """What a person needs after a search: where, how many, the front, the baselines, next steps.
 
+    Built on `analysis` (the same numbers `tune-app analyze` reports), from trials.parquet.
+    """
+    from analysis import analyze_experiment, load_experiment
+    from analysis.report import headline
 
-def summary_text(table: pd.DataFrame, space: SearchSpace, experiment: str) -> str:
-    """What a person needs after a search: where, how many, the front, the baselines, next steps."""
+    found = analyze_experiment(load_experiment(experiment))
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     lines = [
         f"Experiment: {experiment}",
-        f"Trials: {len(table)} ({', '.join(f'{n} {s.lower()}' for s, n in counts.items())});"
-        f" complete: {int(table['complete'].sum()) if len(table) else 0}",
+        f"Trials: {len(table)} ({', '.join(f'{n} {s.lower()}' for s, n in counts.items())})",
+        *headline(found),
     ]
-    metrics = [o.metric for o in space.objectives]
-    knobs = list(space.parameters)
-    pf = front(table, space)
-    if len(pf):
+    exp = found.experiment
+    if len(found.front):
+        columns = ["trial_id", *exp.knobs, *exp.metrics]
         lines += [
             "",
-            "Pareto front (MixTraining, complete trials):",
-            pf[["trial_id", *knobs, *metrics]].to_string(index=False, float_format=_fmt),
+            "Pareto front (complete MixTraining trials):",
+            found.front[columns].to_string(index=False, float_format=_fmt),
         ]
-    base = table[table["complete"] & (table["pipeline"] != "mixtraining")]
+    base = found.done[found.done["pipeline"] != "mixtraining"]
     if len(base):
-        stats = base.groupby("pipeline")[metrics].agg(["mean", "std", "count"])
+        stats = base.groupby("pipeline")[exp.metrics].agg(["mean", "std", "count"])
         lines += ["", "Baselines (mean, std, seeds):", stats.to_string(float_format=_fmt)]
-    failed = table[table["status"] == "ERROR"]
-    for _, r in failed.head(5).iterrows():
+    for _, r in table[table["status"] == "ERROR"].head(5).iterrows():
         lines.append(f"failed {r['trial_id']}: {str(r['error']).strip().splitlines()[-1]}")
     lines += [
         "",
         "Next:",
         f"  tune-app analyze {experiment}",
         f"  tune-app export {experiment} --select knee --out best.yaml",
-        f"  optuna-dashboard sqlite:///{Path(experiment).resolve() / 'optuna.db'}",
+        f"  optuna-dashboard sqlite:///{experiment.resolve() / 'optuna.db'}",
     ]
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from search_spaces import SearchSpace, SpaceError, load_space
+from tune_app.location import Location, locate
 from tune_app.settings import UserInputError, parse_set, to_json
 
 # Quiet, offline Ray (shared/NOTES.md). The old output engine is what honours CLIReporter's
@@ -51,14 +52,19 @@ def fixed_settings(space: SearchSpace) -> dict[str, Any]:
     fixed = space.trial_config({}, "mixtraining", None).to_dict()
     if "num_threads" not in space.trainer:  # one torch thread per CPU the trial was given
         fixed["num_threads"] = max(1, int(space.cpu))
+    if space.gpu == 0 and "device" not in space.trainer:
+        # Ray 2.60 no longer hides GPUs from a trial given none: without this, "CPU" trials
+        # would all land on cuda:0 unscheduled.
+        fixed["device"] = "cpu"
     return fixed
 
 
-def dry_run_plan(space: SearchSpace, experiment: Path) -> dict[str, Any]:
+def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
     from tune_app.searcher import baseline_configs
 
     return {
-        "experiment": str(experiment),
+        "experiment": where.ray,
+        "local_files": str(where.local),
         "space": space.to_dict(),
         "objectives": [{"metric": o.metric, "goal": o.goal} for o in space.objectives],
         "sampler": {"name": space.sampler, "seed": space.seed},
@@ -76,19 +82,12 @@ def dry_run_plan(space: SearchSpace, experiment: Path) -> dict[str, Any]:
 
 def check_data(space: SearchSpace) -> None:
     """Load the data once now so a missing dataset is bad input, not N failed trials."""
-    from trainers.data import build_splits
+    import torch
 
-    c = space.trial_config({}, "mixtraining", None)
+    from trainers.pipeline import load_splits
+
     try:
-        build_splits(
-            c.dataset,
-            c.data_dir,
-            val_fraction=c.val_fraction,
-            labeled_fraction=c.labeled_fraction,
-            ssl_source=c.ssl_source,
-            label_noise=c.label_noise,
-            seed=c.seed,
-        )
+        load_splits(space.trial_config({}, "mixtraining", None), torch.device("cpu"))
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.dataset: {e}") from e
 
@@ -107,10 +106,14 @@ def check_resources(space: SearchSpace) -> None:
         )
 
 
-def start_ray(address: str | None) -> bool:
-    """Join `address` or start a local Ray; returns True when we started it (and must stop it)."""
+def set_ray_env() -> None:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def start_ray(address: str | None) -> bool:
+    """Join `address` or start a local Ray; returns True when we started it (and must stop it)."""
+    set_ray_env()
     import ray
 
     if ray.is_initialized():
@@ -122,7 +125,7 @@ def start_ray(address: str | None) -> bool:
 
 
 def search_command(
-    space_arg: str,
+    space_arg: str | None,
     *,
     name: str | None,
     storage_path: str | None,
@@ -135,27 +138,49 @@ def search_command(
     dry_run: bool,
 ) -> int:
     """Body of `tune-app search`. Returns the exit code; raises UserInputError for bad input."""
-    storage = Path(storage_path or "experiments").expanduser().resolve()
     if resume:
         if not name:
             raise UserInputError("--resume needs --name of the experiment to resume")
-        space_arg, sets = str(storage / name / "space.yaml"), ()
+        ignored = {
+            "--num-samples": num_samples,
+            "--max-concurrent": max_concurrent,
+            "--wandb": wandb,
+            "--set": sets or None,
+        }
+        given = [flag for flag, value in ignored.items() if value is not None]
+        if given:  # Ray restores the searcher and callbacks as they were: these would be lost
+            raise UserInputError(
+                f"--resume continues the experiment as it was started; drop {', '.join(given)}"
+            )
+        if space_arg:
+            raise UserInputError(
+                "--resume takes the space the experiment was started with; drop --space"
+            )
+        saved = locate(storage_path, name).download_space()
+        if not saved.exists():
+            raise UserInputError(
+                f"--resume: no experiment {name!r} in "
+                f"{storage_path or 'experiments'} (no space.yaml there)"
+            )
+        space_arg, sets = str(saved), ()
+    if not space_arg:
+        raise UserInputError("--space is required: a bundled name (tune-app spaces) or a file")
     space = resolve_space(space_arg, sets, num_samples, max_concurrent)
-    name = name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    experiment = storage / name
+    where = locate(storage_path, name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if dry_run:
-        print(to_json(dry_run_plan(space, experiment)))
+        print(to_json(dry_run_plan(space, where)))
         return 0
-    if resume and not (experiment / "tuner.pkl").exists():
-        raise UserInputError(f"--resume: {experiment} holds no Ray Tune experiment to resume")
-    if not resume and experiment.exists():
-        raise UserInputError(f"{experiment} already exists; pass --resume or another --name")
+    if resume and not where.ray_has("tuner.pkl"):
+        raise UserInputError(f"--resume: {where.ray} holds no Ray Tune experiment to resume")
+    if not resume and where.exists():
+        raise UserInputError(f"{where.ray} already exists; pass --resume or another --name")
     check_data(space)
+    set_ray_env()  # some of Ray's settings are read once, when ray is first imported
     from tune_app.orchestrate import run_search  # imports ray: after validation
     from tune_app.wandb_log import resolve_mode
 
-    mode = resolve_mode(wandb)
-    return run_search(space, experiment, address=address, resume=resume, wandb_mode=mode)
+    mode = "disabled" if resume else resolve_mode(wandb)  # resume: the callbacks come back
+    return run_search(space, where, address=address, resume=resume, wandb_mode=mode)
 
 
 def write_space(space: SearchSpace, experiment: Path) -> None:

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
+from trainers.pipeline import same_recipe
 from tune_app.settings import UserInputError, parse_set, read_mapping, to_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -47,14 +48,16 @@ def save_atomic(obj: Any, path: Path) -> None:
 class RunFolder:
     """Writes a run's files; created on the first epoch so bad input leaves nothing behind."""
 
-    def __init__(self, out: Path, config: TrialConfig, total_epochs: int) -> None:
+    def __init__(self, out: Path, config: TrialConfig, total_epochs: int, resumed: bool) -> None:
         self.out, self.config, self.total = out, config, total_epochs
         self.started = time.perf_counter()
+        self.append = resumed  # a fresh run starts history.jsonl anew, whatever was there
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict()))
-        with open(self.out / "history.jsonl", "a", encoding="utf-8") as f:
+        mode, self.append = ("a" if self.append else "w"), True
+        with open(self.out / "history.jsonl", mode, encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
         save_atomic(state, self.out / CHECKPOINT)
         print(
@@ -97,7 +100,7 @@ def train_command(
             f"--out {folder} already holds a run; pass --resume to continue it "
             "or pick another --out"
         )
-    if checkpoint is not None and checkpoint.get("config") != config.to_dict():
+    if checkpoint is not None and not same_recipe(checkpoint.get("config", {}), config.to_dict()):
         raise UserInputError(f"--resume: {folder} was written by a different config")
     if checkpoint is not None:  # keep history.jsonl to the epochs that the checkpoint covers
         rows = [json.dumps(m) + "\n" for m in checkpoint["history"]]
@@ -108,11 +111,13 @@ def train_command(
         f" -> {folder}",
         file=sys.stderr,
     )
-    runner = RunFolder(folder, config, total)
+    runner = RunFolder(folder, config, total, resumed=checkpoint is not None)
     try:
         final = run(config, runner.report, checkpoint)
     except SetupError as e:  # raised before any epoch ran: missing data, settings data rejects
         raise UserInputError(f"{config_path}: {e}") from e
-    (folder / "metrics.json").write_text(to_json(final) + "\n")
+    tmp = folder / "metrics.json.tmp"
+    tmp.write_text(to_json(final) + "\n")
+    os.replace(tmp, folder / "metrics.json")
     print(to_json(final))
     return 0

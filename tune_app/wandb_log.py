@@ -7,6 +7,7 @@ W&B service that cannot be reached at start turns the search offline with one no
 
 from __future__ import annotations
 
+import json
 import netrc
 import os
 import sys
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
 from trainers import TrialConfig
-from tune_app.wandb_records import logged_epochs
+from tune_app.wandb_records import logged_epochs, read_run, run_files
 
 UPLOAD_TIMEOUT_S = 30  # Ctrl-C must not wait Ray's default 30 minutes for uploads
 
@@ -29,7 +30,7 @@ def has_credentials() -> bool:
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
     try:
         return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
+    except (OSError, netrc.NetrcParseError):  # no ~/.netrc, unreadable, or malformed
         return False
 
 
@@ -116,8 +117,10 @@ class TrialLogger(WandbLoggerCallback):
         config = {**TrialConfig.from_dict({**self.fixed, **suggested}).to_dict()}
         pipeline = config["pipeline"]
         tags = [*self.tags, pipeline] + (["baseline"] if pipeline != "mixtraining" else [])
-        # A restored trial re-runs nothing W&B already holds (every earlier run file counts).
-        self._floor[trial.trial_id] = logged_epochs(self.experiment / "wandb", trial.trial_id)
+        # Epochs W&B already holds: sent in this session (the actor may not have written them
+        # yet), or in any earlier run file of this trial.
+        on_disk = logged_epochs(self.experiment / "wandb", trial.trial_id)
+        self._floor[trial.trial_id] = max(self._floor.get(trial.trial_id, 0), on_disk)
         kwargs = dict(
             id=trial.trial_id,
             name=f"{pipeline}-{trial.trial_id}",
@@ -132,8 +135,70 @@ class TrialLogger(WandbLoggerCallback):
         self._start_logging_actor(
             trial, [*self._exclude_results, *self.excludes, "config"], **kwargs
         )
+        self.backfill(trial)
+
+    def backfill(self, trial: Any) -> None:
+        """Send the epochs Ray recorded but W&B lost (a killed driver takes W&B's buffers with
+        it, while the trial resumes after its checkpoint): Ray's result.json has them all."""
+        # trial.path is the trial's folder in the experiment (on any filesystem pyarrow knows);
+        # trial.local_path would be Ray's fresh staging folder.
+        try:
+            with trial.storage.storage_filesystem.open_input_stream(
+                f"{trial.path}/result.json"
+            ) as f:
+                text = f.read().decode()
+        except (OSError, FileNotFoundError):  # a trial that never reported: nothing to resend
+            return
+        for line in text.splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("epoch", 0) > self._floor.get(trial.trial_id, 0):
+                self.log_trial_result(row.get("training_iteration", 0), trial, row)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        if result.get("epoch", 0) <= self._floor.get(trial.trial_id, 0):
-            return
+        if trial not in self._trial_logging_actors:
+            self.log_trial_start(trial)
+        epoch = result.get("epoch", 0)
+        if epoch <= self._floor.get(trial.trial_id, 0):
+            return  # W&B has this epoch already: each epoch is logged once
+        self._floor[trial.trial_id] = epoch
         super().log_trial_result(iteration, trial, result)
+
+
+PARETO_PREFIX = "pareto-"
+
+
+def log_pareto_run(experiment: Path, trials: list[dict[str, Any]], png: Path) -> Path | None:
+    """Log the analysis as one extra "pareto" run in the trials' W&B group.
+
+    `trials` are table rows (pipeline, knobs, objectives, `on_front`). Returns the run's local
+    folder, or None when the search did not log to W&B. Offline searches stay offline.
+    """
+    trial_files = [
+        f for f in run_files(experiment / "wandb") if not f.stem.startswith(f"run-{PARETO_PREFIX}")
+    ]
+    if not trial_files:
+        return None
+    first = read_run(trial_files[0])
+    offline = any(f.parent.name.startswith("offline-run-") for f in trial_files)
+    mode = "offline" if offline else resolve_mode("online")
+    os.environ.update({"WANDB_MODE": mode, "WANDB_DIR": str(experiment), "WANDB_SILENT": "true"})
+    import wandb
+
+    run = wandb.init(
+        project=first.project or None,
+        entity=first.entity or None,
+        group=first.group,
+        name="pareto",
+        id=f"{PARETO_PREFIX}{experiment.name}",
+        job_type="analysis",
+        tags=["pareto"],
+        dir=str(experiment),
+        mode=mode,
+        resume="allow",
+    )
+    columns = list(trials[0]) if trials else ["trial_id"]
+    table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in trials])
+    run.log({"trials": table, "pareto": wandb.Image(str(png))})
+    folder = Path(run.dir).parent
+    run.finish()
+    return folder

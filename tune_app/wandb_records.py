@@ -20,6 +20,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 def records(path: Path) -> Iterator[Any]:
     """The protobuf Records of one run file, in order."""
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
@@ -32,6 +33,8 @@ def records(path: Path) -> Iterator[Any]:
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + _CHUNK_HEADER])
+        if pos + _CHUNK_HEADER + length > len(data):
+            return  # a record still being written (or cut by a kill): the file ends here
         chunk = data[pos + _CHUNK_HEADER : pos + _CHUNK_HEADER + length]
         pos += _CHUNK_HEADER + length
         if kind == 0:
@@ -39,12 +42,23 @@ def records(path: Path) -> Iterator[Any]:
         pending = chunk if kind in (FULL, FIRST) else pending + chunk
         if kind in (FULL, LAST):
             record = pb.Record()
-            record.ParseFromString(pending)
+            try:
+                record.ParseFromString(pending)
+            except DecodeError:
+                return  # a torn tail: keep what was read before it
             yield record
 
 
 def _items(update: Any) -> dict[str, Any]:
-    return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in update}
+    """Items as a dict; nested keys (`["trials", "_type"]`) become nested dicts, as in W&B."""
+    out: dict[str, Any] = {}
+    for item in update:
+        *parents, leaf = [item.key] if item.key else list(item.nested_key)
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = json.loads(item.value_json)
+    return out
 
 
 @dataclass
@@ -52,6 +66,8 @@ class RunFile:
     """What one run file holds: identity, config, per-step history, the final summary."""
 
     run_id: str = ""
+    project: str = ""
+    entity: str = ""
     name: str = ""
     group: str = ""
     tags: list[str] = field(default_factory=list)
@@ -66,6 +82,7 @@ def read_run(path: Path) -> RunFile:
         kind = r.WhichOneof("record_type")
         if kind == "run":
             run.run_id, run.name, run.group = r.run.run_id, r.run.display_name, r.run.run_group
+            run.project, run.entity = r.run.project, r.run.entity
             run.tags = list(r.run.tags)
             run.config.update(_items(r.run.config.update))
         elif kind == "config":
