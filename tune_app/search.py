@@ -28,6 +28,9 @@ RAY_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "RAY_AUTH_MODE": "disabled",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Starting a trial's W&B logging actor takes about a second, once per trial; Ray's
+    # default 0.5 s "slow callback" warning would repeat that for every trial.
+    "TUNE_WARN_THRESHOLD_S": "5",
 }
 PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
 METRIC_COLUMNS = ("epoch", "phase", "val_accuracy", "train_latency_s")

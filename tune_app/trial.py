@@ -7,6 +7,7 @@ searcher suggested (the knobs, or a baseline's pipeline and seed). A trial resto
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -55,6 +56,8 @@ def trainable(
     suggested: dict[str, Any], fixed: dict[str, Any], fault: tuple[int, str] | None = None
 ) -> None:
     """Ray function trainable; `fixed` and `fault` come through `tune.with_parameters`."""
+    # Ray logs "Checkpoint successfully created" per epoch per trial at INFO: noise here.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     config = trial_config(fixed, suggested)
     planned = sum(epochs for _, epochs in plan_for(config))
     tags = {
