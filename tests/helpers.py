@@ -28,3 +28,29 @@ SPACE = {
     "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0]},
     "resources": {"cpu": 1, "gpu": 0},
 }
+
+
+# The per-epoch metric names ARCHITECTURE.md pins (the tests' own copy, not the code's).
+PINNED = {
+    "epoch",
+    "phase",
+    "loss_ssl",
+    "loss_sl",
+    "val_accuracy",
+    "train_latency_s",
+    "train_gflops",
+    "images_per_s",
+}
+
+# A run small enough for unit tests: digits, vit_micro, 2 + 2 epochs.
+TINY_RUN = {
+    "model": "vit_micro",
+    "dataset": "digits",
+    "labeled_fraction": 0.3,
+    "ssl_source": "unlabeled",
+    "epochs_ssl": 2,
+    "epochs_sl": 2,
+    "rho": 0.5,
+    "batch_size": 64,
+    "num_threads": 1,
+}

@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import TINY_RUN
 
 from tune_app.cli import main
-
-TINY = {
-    "model": "vit_micro",
-    "dataset": "digits",
-    "labeled_fraction": 0.3,
-    "ssl_source": "unlabeled",
-    "epochs_ssl": 2,
-    "epochs_sl": 2,
-    "rho": 0.5,
-    "batch_size": 64,
-    "num_threads": 1,
-}
 
 
 def write_config(tmp_path: Path, values: dict, name: str = "run.yaml") -> str:
@@ -30,7 +19,7 @@ def write_config(tmp_path: Path, values: dict, name: str = "run.yaml") -> str:
 
 
 def test_dry_run_prints_the_pinned_plan(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = write_config(tmp_path, {**TINY, "epochs_ssl": 10, "epochs_sl": 4})
+    cfg = write_config(tmp_path, {**TINY_RUN, "epochs_ssl": 10, "epochs_sl": 4})
     assert main(["train", "--config", cfg, "--set", "rho=0.5", "--dry-run"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["phases"] == [
@@ -45,12 +34,16 @@ def test_dry_run_prints_the_pinned_plan(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.mark.parametrize(
     ("values", "sets", "needle"),
     [
-        ({**TINY, "rho": 2.0}, [], "rho"),
-        ({**TINY, "alhpa": 0.5}, [], "alhpa"),
-        (TINY, ["anneal=exp"], "anneal"),
-        (TINY, ["rho"], "KEY=VALUE"),
-        ({**TINY, "dataset": "fashion_mnist", "data_dir": "/nonexistent/fm"}, [], "fashion_mnist"),
-        ({**TINY, "model": "resnet_micro", "mask_ratio": 0.5}, [], "mask_ratio"),
+        ({**TINY_RUN, "rho": 2.0}, [], "rho"),
+        ({**TINY_RUN, "alhpa": 0.5}, [], "alhpa"),
+        (TINY_RUN, ["anneal=exp"], "anneal"),
+        (TINY_RUN, ["rho"], "KEY=VALUE"),
+        (
+            {**TINY_RUN, "dataset": "fashion_mnist", "data_dir": "/nonexistent/fm"},
+            [],
+            "fashion_mnist",
+        ),
+        ({**TINY_RUN, "model": "resnet_micro", "mask_ratio": 0.5}, [], "mask_ratio"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(
@@ -84,7 +77,7 @@ def test_missing_config_file_and_usage_errors_exit_2(tmp_path: Path, capsys) -> 
 
 
 def test_train_writes_run_folder_and_resumes(tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path, TINY)
+    cfg = write_config(tmp_path, TINY_RUN)
     out = tmp_path / "run"
     assert main(["train", "--config", cfg, "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -109,7 +102,7 @@ def test_train_writes_run_folder_and_resumes(tmp_path: Path, capsys) -> None:
 
 
 def test_resume_without_checkpoint_exits_2(tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path, TINY)
+    cfg = write_config(tmp_path, TINY_RUN)
     assert main(["train", "--config", cfg, "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 
@@ -130,7 +123,7 @@ def test_spaces_lists_bundled_spaces_with_descriptions(capsys) -> None:
 
 def test_a_fresh_run_starts_its_history_anew(tmp_path: Path, capsys) -> None:
     """Leftovers of a run that died before its first checkpoint are not appended to."""
-    cfg = write_config(tmp_path, {**TINY, "pipeline": "sl", "epochs_sl": 1})
+    cfg = write_config(tmp_path, {**TINY_RUN, "pipeline": "sl", "epochs_sl": 1})
     out = tmp_path / "run"
     out.mkdir()
     (out / "history.jsonl").write_text('{"epoch": 7}\n')

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import PINNED, TINY_RUN
 
 from trainers import NonFiniteLossError, SetupError, TrialConfig, run
 from trainers.models import create_model
@@ -14,32 +15,9 @@ from trainers.pipeline import Trainer
 from trainers.runtime import resolve_runtime
 from trainers.steps import Batch, step_loss
 
-PINNED = {
-    "epoch",
-    "phase",
-    "loss_ssl",
-    "loss_sl",
-    "val_accuracy",
-    "train_latency_s",
-    "train_gflops",
-    "images_per_s",
-}
-
 
 def tiny(**changes: Any) -> TrialConfig:
-    base = {
-        "model": "vit_micro",
-        "dataset": "digits",
-        "labeled_fraction": 0.3,
-        "ssl_source": "unlabeled",
-        "epochs_ssl": 2,
-        "epochs_sl": 2,
-        "rho": 0.5,
-        "anneal": "linear",
-        "batch_size": 64,
-        "num_threads": 1,
-        "seed": 3,
-    }
+    base = {**TINY_RUN, "anneal": "linear", "seed": 3}
     return TrialConfig.from_dict({**base, **changes})
 
 

@@ -9,23 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE
+from helpers import PINNED, SPACE
 
 from trainers import TrialConfig
 from tune_app.cli import main
 from tune_app.wandb_log import has_credentials, resolve_mode
 from tune_app.wandb_records import read_run, run_files
 
-PINNED = {
-    "epoch",
-    "phase",
-    "loss_ssl",
-    "loss_sl",
-    "val_accuracy",
-    "train_latency_s",
-    "train_gflops",
-    "images_per_s",
-}
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 
 

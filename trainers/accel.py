@@ -177,6 +177,8 @@ class InputMixer:
 
     def end_epoch(self) -> None:
         """Decide next epoch's mixed set from this epoch's losses (see the module docstring)."""
+        if self.mode == "skip":  # the baseline mixes nothing; its mixed set stays empty
+            return
         means = running_means(self.loss, self.correct, ~self.mixed)
         self.mixed, self.region3 = assign_regions(self.loss, self.prev, means, self.region3)
         self.prev = self.loss.clone()
