@@ -1,6 +1,7 @@
 # The two commands: `make search` (the main job) and `make test` (lint + tests).
 # Both create .venv if missing, install the project with its dev extras, and install the
-# Debian package dataset-fashion-mnist when it is absent and apt is usable.
+# Debian package dataset-fashion-mnist when it is absent and apt is usable (`make test` also
+# Debian's chromium, for one browser test).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,12 +11,12 @@ SPACE  ?= vit_mix.yaml
 PYTEST_ARGS ?=
 SEARCH_ARGS ?=
 
-.PHONY: search test install dataset lint format clean-venv
+.PHONY: search test install dataset test-tools lint format clean-venv
 
 search: install
 	$(BIN)/tune-app search --space $(SPACE) $(SEARCH_ARGS)
 
-test: install
+test: install test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -32,7 +33,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 dataset:
-	@bash scripts/ensure-dataset.sh
+	@bash scripts/ensure-apt.sh dataset-fashion-mnist \
+		/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz "the default dataset"
+
+# Only the tests need a browser: one renders analyze's pareto.html in headless Chromium.
+test-tools:
+	@bash scripts/ensure-apt.sh chromium /usr/bin/chromium "the pareto.html rendering test"
 
 lint:
 	$(BIN)/ruff check .
