@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from trainers.models import MixModel, create_model
 from trainers.steps import Batch, step_loss
@@ -66,4 +65,3 @@ def build(name: str, size: int, chans: int, seed: int = 0) -> MixModel:
     return create_model(name, num_classes=10, image_size=size, in_chans=chans).train()
 
 
-__all__ = ["F", "build", "decoder_step_fn", "fake_batch", "median_seconds", "train_step_fn"]
