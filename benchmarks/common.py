@@ -63,5 +63,3 @@ def decoder_step_fn(model: MixModel, batch: Batch, bf16: bool) -> Callable[[], N
 def build(name: str, size: int, chans: int, seed: int = 0) -> MixModel:
     torch.manual_seed(seed)
     return create_model(name, num_classes=10, image_size=size, in_chans=chans).train()
-
-
