@@ -155,3 +155,29 @@ def test_a_torn_run_file_reads_up_to_the_tear(tmp_path: Path) -> None:
         full.write_bytes(data[:cut])
         epochs = [h["epoch"] for h in read_run(full).history]
         assert epochs == list(range(1, len(epochs) + 1))  # a clean prefix, never an error
+
+
+def test_resume_resends_the_rows_a_killed_driver_lost_for_finished_trials(
+    local_ray, tmp_path: Path
+) -> None:
+    """A trial that ended before the driver was killed never starts again on --resume; if W&B
+    lost its rows with the driver, the resumed session resends them from Ray's result.json."""
+    space = {**SPACE, "search": {"sampler": "random", "num_samples": 1, "seed": 0}}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(space))
+    storage = tmp_path / "exp"
+    args = ["--storage-path", str(storage), "--name", "r"]
+    assert main(["search", "--space", str(path), *args, "--wandb", "offline"]) == 0
+    experiment = storage / "r"
+    table = pd.read_parquet(experiment / "trials.parquet")
+    lost, kept = table["trial_id"].iloc[0], table["trial_id"].iloc[1:]
+    for f in run_files(experiment / "wandb", lost):  # what a SIGKILL of W&B's buffers leaves
+        f.write_bytes(f.read_bytes()[:7])
+    before = {t: run_files(experiment / "wandb", t) for t in kept}
+    assert main(["search", *args, "--resume"]) == 0
+    for _, row in table.iterrows():
+        files = run_files(experiment / "wandb", row["trial_id"])
+        epochs = [h["epoch"] for f in files for h in read_run(f).history]
+        assert epochs == list(range(1, row["epochs_planned"] + 1)), (row["trial_id"], epochs)
+        if row["trial_id"] != lost:
+            assert files == before[row["trial_id"]]  # complete runs are left alone

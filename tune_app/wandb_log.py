@@ -106,6 +106,7 @@ class TrialLogger(WandbLoggerCallback):
         )
         self.fixed, self.experiment, self.mode, self.tags = fixed, experiment, mode, tuple(tags)
         self._floor: dict[str, int] = {}
+        self._caught_up = False
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         # Ray checks for an API key unless WANDB_MODE says offline: set it first.
@@ -140,19 +141,32 @@ class TrialLogger(WandbLoggerCallback):
     def backfill(self, trial: Any) -> None:
         """Send the epochs Ray recorded but W&B lost (a killed driver takes W&B's buffers with
         it, while the trial resumes after its checkpoint): Ray's result.json has them all."""
-        # trial.path is the trial's folder in the experiment (on any filesystem pyarrow knows);
-        # trial.local_path would be Ray's fresh staging folder.
-        try:
-            with trial.storage.storage_filesystem.open_input_stream(
-                f"{trial.path}/result.json"
-            ) as f:
-                text = f.read().decode()
-        except (OSError, FileNotFoundError):  # a trial that never reported: nothing to resend
-            return
-        for line in text.splitlines():
-            row = json.loads(line) if line.strip() else {}
+        for row in reported_rows(trial):
             if row.get("epoch", 0) > self._floor.get(trial.trial_id, 0):
                 self.log_trial_result(row.get("training_iteration", 0), trial, row)
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self.catch_up(trials)
+        super().on_step_begin(iteration, trials, **info)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.catch_up(trials)  # a resumed experiment with nothing left to run takes no step
+        super().on_experiment_end(trials, **info)
+
+    def catch_up(self, trials: list[Any]) -> None:
+        """Once per session: trials that ended in an earlier session (a resumed experiment)
+        never start again, so no callback would reach them; if a killed driver took their last
+        W&B rows with it, resend those from Ray's result.json and close the run."""
+        if self._caught_up:
+            return
+        self._caught_up = True
+        for trial in trials:
+            if trial.status not in ("TERMINATED", "ERROR") or trial in self._trial_logging_actors:
+                continue
+            last = last_reported_epoch(trial)
+            if last > logged_epochs(self.experiment / "wandb", trial.trial_id):
+                self.log_trial_start(trial)  # sends the missing epochs
+                self.log_trial_end(trial, failed=trial.status == "ERROR")
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         if trial not in self._trial_logging_actors:
@@ -162,6 +176,22 @@ class TrialLogger(WandbLoggerCallback):
             return  # W&B has this epoch already: each epoch is logged once
         self._floor[trial.trial_id] = epoch
         super().log_trial_result(iteration, trial, result)
+
+
+def reported_rows(trial: Any) -> list[dict[str, Any]]:
+    """The rows Ray recorded for a trial in its result.json (none if it never reported)."""
+    # trial.path is the trial's folder in the experiment (on any filesystem pyarrow knows);
+    # trial.local_path would be Ray's fresh staging folder.
+    try:
+        with trial.storage.storage_filesystem.open_input_stream(f"{trial.path}/result.json") as f:
+            text = f.read().decode()
+    except (OSError, FileNotFoundError):  # a trial that never reported: nothing to resend
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def last_reported_epoch(trial: Any) -> int:
+    return int(max((row.get("epoch", 0) for row in reported_rows(trial)), default=0))
 
 
 PARETO_PREFIX = "pareto-"
