@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from trainers.config import TrialConfig
+from trainers.plan import phase_plan
 
 REPORTED_METRICS = ("val_accuracy", "train_latency_s", "train_gflops")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "random", "gp")
@@ -116,6 +118,36 @@ class SearchSpace:
     def searched(self) -> dict[str, Param]:
         """Parameters the sampler chooses (everything but constants)."""
         return {n: p for n, p in self.parameters.items() if p.distribution != "constant"}
+
+    def no_mix_share(self) -> tuple[float, float] | None:
+        """(rho limit, share of MixTraining trials below it) when the search can draw a rho that
+        gives no MIX epoch, else None.
+
+        With fixed epochs, e_mix = floor(rho * m) is 0 for rho < 1/m (m = min(epochs_ssl,
+        epochs_sl)): such a trial trains exactly as the SSL+SL baseline of its seed. The share
+        is of the range for continuous distributions (of its logs for log_uniform_values) and
+        of the possible values otherwise. None too when epochs are searched or m is 0.
+        """
+        if {"epochs_ssl", "epochs_sl"} & set(self.searched):
+            return None
+        base = self.trial_config({})
+        m = min(base.epochs_ssl, base.epochs_sl)
+        if m == 0:
+            return None
+        limit, p = 1.0 / m, self.searched.get("rho")
+        if p is None or p.distribution in ("categorical", "int_uniform"):
+            values = (
+                [base.rho]
+                if p is None
+                else list(p.values) or list(range(int(p.min), int(p.max) + 1))
+            )
+            share = sum(phase_plan(m, m, float(v))[1][1] == 0 for v in values) / len(values)
+        elif p.distribution == "log_uniform_values":
+            span = math.log(p.max) - math.log(p.min)
+            share = min(1.0, max(0.0, (math.log(limit) - math.log(p.min)) / span))
+        else:  # uniform, q_uniform
+            share = min(1.0, max(0.0, (limit - p.min) / (p.max - p.min)))
+        return (limit, share) if share > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved YAML shape (defaults filled in); reading it back gives an equal space."""

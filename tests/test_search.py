@@ -203,6 +203,17 @@ def test_dry_run_lists_trials_and_writes_nothing(tmp_path: Path, capsys) -> None
     assert not storage.exists()
 
 
+def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -> None:
+    space = str(write_space(tmp_path))  # rho in [0.5, 1] at 2 + 2 epochs: always a MIX epoch
+    assert main(["search", "--space", space, "--dry-run"]) == 0
+    assert "no MIX epoch" not in capsys.readouterr().err
+    args = ["search", "--space", space, "--dry-run", "--set", "parameters.rho.min=0.0"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "rho < 0.5 gives no MIX epoch" in err and "about 50% of the MixTraining" in err
+    assert "--set parameters.rho.min=0.5" in err
+
+
 def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once."""
     space = write_space(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -19,6 +20,7 @@ from search_spaces import (
 )
 from search_spaces import validate as validate_module
 from trainers.config import TrialConfig
+from trainers.plan import phase_plan
 from tune_app.settings import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +131,59 @@ def test_other_bundled_spaces_differ_from_vit_mix_where_they_should() -> None:
         assert space.trainer["data_dir"] is None and space.trainer["batch_size"] == 256
         assert (space.cpu, space.gpu, space.num_samples, space.max_concurrent) == (4, 0.25, 48, 8)
         assert "lr_ssl" not in space.trainer and "lr_sl" not in space.trainer
+
+
+@pytest.mark.parametrize(
+    ("rho", "epochs", "expected"),
+    [
+        ("{distribution: uniform, min: 0.0, max: 1.0}", (4, 4), (0.25, 0.25)),
+        ("{distribution: uniform, min: 0.0, max: 0.5}", (6, 4), (0.25, 0.5)),
+        ("{distribution: uniform, min: 0.25, max: 1.0}", (4, 4), None),
+        ("{distribution: uniform, min: 0.1, max: 0.2}", (3, 3), (1 / 3, 1.0)),
+        ("{distribution: log_uniform_values, min: 0.01, max: 1.0}", (10, 10), (0.1, 0.5)),
+        ("{values: [0.0, 0.2, 0.3, 0.34, 1.0]}", (3, 3), (1 / 3, 0.6)),
+        ("{value: 0.0}", (4, 4), (0.25, 1.0)),
+        ("{value: 0.5}", (4, 4), None),
+    ],
+)
+def test_no_mix_share_is_the_share_of_rho_draws_without_a_mix_epoch(
+    tmp_path: Path, rho: str, epochs: tuple[int, int], expected: tuple | None
+) -> None:
+    text = GOOD.replace("{distribution: uniform, min: 0.0, max: 1.0}", rho).replace(
+        "epochs_ssl: 2, epochs_sl: 2", f"epochs_ssl: {epochs[0]}, epochs_sl: {epochs[1]}"
+    )
+    space = load_space(_write(tmp_path, text))
+    found = space.no_mix_share()
+    if expected is None:
+        assert found is None
+        return
+    assert found == pytest.approx(expected)
+    # The same share by brute force: draw rho as the sampler would and count plans with no MIX.
+    param, rng = space.parameters["rho"], np.random.default_rng(0)
+    if param.distribution == "uniform":
+        draws = rng.uniform(param.min, param.max, 20_000)
+    elif param.distribution == "log_uniform_values":
+        draws = np.exp(rng.uniform(*np.log([param.min, param.max]), 20_000))
+    else:
+        draws = list(param.values) or [param.value]
+    m = min(epochs)
+    empty = [phase_plan(m, m, float(r))[1][1] == 0 for r in draws]
+    assert sum(empty) / len(empty) == pytest.approx(expected[1], abs=0.01)
+
+
+def test_searched_epochs_or_no_ssl_epochs_have_no_share(tmp_path: Path) -> None:
+    searched = GOOD.replace("epochs_sl: 2", "batch_size: 64").replace(
+        "  anneal:", "  epochs_sl: {distribution: int_uniform, min: 1, max: 4}\n  anneal:"
+    )
+    assert load_space(_write(tmp_path, searched)).no_mix_share() is None
+    no_ssl = GOOD.replace("epochs_ssl: 2", "epochs_ssl: 0")
+    assert load_space(_write(tmp_path, no_ssl, "b.yaml")).no_mix_share() is None
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_spaces_spend_almost_every_trial_on_mixtraining(name: str) -> None:
+    found = load_space(name).no_mix_share()
+    assert found is None or found[1] <= 0.01  # paper scale: rho < 0.01 of 100 epochs
 
 
 def test_missing_sections_take_their_defaults(tmp_path: Path) -> None:

@@ -170,6 +170,8 @@ def search_command(
         raise UserInputError("--space is required: a bundled name (tune-app spaces) or a file")
     space = resolve_space(space_arg, sets, num_samples, max_concurrent)
     where = locate(storage_path, name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not resume:
+        note_rho_without_mix(space)
     if dry_run:
         print(to_json(dry_run_plan(space, where)))
         return 0
@@ -184,6 +186,25 @@ def search_command(
 
     mode = "disabled" if resume else resolve_mode(wandb)  # resume: the callbacks come back
     return run_search(space, where, address=address, resume=resume, wandb_mode=mode)
+
+
+NO_MIX_NOTICE_SHARE = 0.05  # below this, the duplicated SSL+SL runs are not worth a word
+
+
+def note_rho_without_mix(space: SearchSpace) -> None:
+    """Say so when a share of the MixTraining trials will have no MIX epoch (= SSL+SL runs)."""
+    found = space.no_mix_share()
+    if found is None or found[1] < NO_MIX_NOTICE_SHARE:
+        return
+    limit, share = found
+    config = space.trial_config({})
+    say(
+        f"tune-app: note: with epochs_ssl={config.epochs_ssl}, epochs_sl={config.epochs_sl}, "
+        f"rho < {limit:.3g} gives no MIX epoch (e_mix = floor(rho * "
+        f"{min(config.epochs_ssl, config.epochs_sl)}) = 0): about {share:.0%} of the "
+        "MixTraining trials will train exactly as the ssl_sl baseline. To spend every trial "
+        f"on MixTraining: --set parameters.rho.min={limit:.3g}"
+    )
 
 
 def write_space(space: SearchSpace, experiment: Path) -> None:
