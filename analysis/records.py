@@ -67,6 +67,7 @@ def counts_json(analysis: Analysis) -> dict[str, Any]:
         "complete": len(analysis.done),
         "complete_by_pipeline": analysis.done["pipeline"].value_counts().to_dict(),
         "left_out": left_out_counts(analysis),
+        "mixtraining_without_mix_epoch": int(analysis.mix["no_mix_epoch"].sum()),
     }
 
 

@@ -53,6 +53,13 @@ def headline(analysis: Analysis) -> list[str]:
     if analysis.mix.empty:
         lines.append("No complete MixTraining trial: there is no Pareto front to report.")
         return lines
+    idle = int(analysis.mix["no_mix_epoch"].sum())
+    if idle:
+        lines.append(
+            f"{idle} of the {len(analysis.mix)} MixTraining trials had no MIX epoch "
+            "(rho * min(epochs_ssl, epochs_sl) < 1): "
+            "they trained exactly as SSL+SL does"
+        )
     knee = analysis.knee
     knee_values = ", ".join(f"{m} {fmt_value(m, knee[m])}" for m in exp.metrics)
     lines.append(

@@ -57,6 +57,20 @@ def left_out_reason(table: pd.DataFrame, metrics: list[str]) -> pd.Series:
     return reason
 
 
+def without_mix_epoch(table: pd.DataFrame, space: dict) -> pd.Series:
+    """Per row: True for a MixTraining trial whose plan has no MIX epoch, i.e.
+    floor(rho * min(epochs_ssl, epochs_sl)) == 0 (trainers.plan): it trained as SSL+SL does."""
+    trainer = space.get("trainer") or {}
+
+    def column(name: str) -> pd.Series:
+        if name in table:
+            return pd.to_numeric(table[name], errors="coerce").astype(float)
+        return pd.Series(float(trainer.get(name, np.nan)), index=table.index)
+
+    epochs = np.minimum(column("epochs_ssl"), column("epochs_sl"))
+    return (table["pipeline"] == MIX) & (np.floor(column("rho") * epochs + 1e-9) == 0)
+
+
 def baseline_stats(done: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, dict]]:
     """Per baseline pipeline and metric: mean, sample std (None for one seed), n, min, max."""
     out: dict[str, dict[str, dict]] = {}
@@ -147,6 +161,7 @@ def analyze_experiment(exp: Experiment) -> Analysis:
     all_costs = to_minimize(done[exp.metrics].to_numpy(dtype=float), exp.goals)
     bounds = (all_costs.min(axis=0), all_costs.max(axis=0)) if len(done) else None
     mix = mark_mix(done[done["pipeline"] == MIX], exp, baselines, bounds)
+    mix["no_mix_epoch"] = without_mix_epoch(mix, exp.space)
     reference, volumes = hypervolumes(done, mix, exp, baselines)
     return Analysis(exp, done, mix, left_out, baselines, reference, volumes)
 

@@ -296,6 +296,8 @@ def test_analysis_of_a_finished_experiment(finished: Path) -> None:
     )
     assert a.hypervolume["baselines"] == pytest.approx(0.05 * 13.05 + 0.10 * 2.3)
     assert a.hypervolume["ssl_sl"] == pytest.approx(0.15 * 2.3)
+    # 2 + 2 epochs: rho 0.1 and 0.3 give floor(rho * 2) = 0 MIX epochs (trained as SSL+SL).
+    assert sorted(a.mix.loc[a.mix["no_mix_epoch"], "trial_id"]) == ["m1", "m6"]
 
 
 def test_plot_data_of_a_finished_experiment(finished: Path) -> None:
@@ -332,11 +334,13 @@ def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture
     headline = capsys.readouterr().out
     assert "3 of 6 MixTraining trials dominate the SSL+SL mean" in headline
     assert "1 errored, 1 unfinished" in headline
+    assert "2 of the 6 MixTraining trials had no MIX epoch" in headline
     front = pd.read_parquet(out / "pareto.parquet")
     assert front["trial_id"].tolist() == FRONT_IDS and front["trial_id"].is_unique
     assert front.loc[front["knee"], "trial_id"].tolist() == ["m1"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["left_out"] == {"errored": 1, "unfinished": 1}
+    assert summary["counts"]["mixtraining_without_mix_epoch"] == 2
     assert summary["dominance"]["ssl_sl"]["dominated_by"] == ["m2", "m5", "m3"]
     # m3 only ties SSL+SL's latency; m2 and m5 also clear the seed std on both objectives.
     assert summary["dominance"]["ssl_sl"]["better_on_every_objective"] == ["m2", "m5"]
@@ -413,7 +417,7 @@ def epochs_of(n: int, acc: float, lat: float) -> list[dict]:
 def write_ray_experiment(path: Path, with_state: bool) -> Path:
     path.mkdir(parents=True)
     (path / "space.yaml").write_text(yaml.safe_dump(SPACE, sort_keys=False))
-    knobs = {"alpha": 0.3, "rho": 0.6, "lam": 0.8, "anneal": "cosine", "pipeline": "mixtraining"}
+    knobs = {"alpha": 0.3, "rho": 0.4, "lam": 0.8, "anneal": "cosine", "pipeline": "mixtraining"}
     ray_trial(path, "r1", knobs, epochs_of(4, 0.8, 10.0), 4)
     ray_trial(path, "r2", {**knobs, "alpha": 0.4}, epochs_of(2, 0.9, 1.0), 4, torn=True)
     ray_trial(path, "r3", {**knobs, "alpha": 0.5}, epochs_of(1, 0.5, 1.0), 4, error="Boom")
@@ -449,6 +453,7 @@ def test_partial_experiment_from_ray_files(tmp_path: Path, with_state: bool, cap
     summary = json.loads((exp / "analysis" / "summary.json").read_text())
     assert summary["counts"]["left_out"] == {"errored": 1, "unfinished": 2}
     assert summary["source"].startswith("Ray result files")
+    assert summary["counts"]["mixtraining_without_mix_epoch"] == 1  # r1: floor(0.4 * 2) = 0
     assert [t["trial_id"] for t in summary["front"]] == ["r1"]
     assert summary["dominance"]["ssl_sl"]["dominated_by"] == ["r1"]
     assert "Ray result files" in (exp / "analysis" / "report.md").read_text()
