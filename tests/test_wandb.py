@@ -13,7 +13,7 @@ from helpers import PINNED, SPACE
 
 from trainers import TrialConfig
 from tune_app.cli import main
-from tune_app.wandb_log import has_credentials, resolve_mode
+from tune_app.wandb_log import has_credentials, last_reported_epoch, reported_rows, resolve_mode
 from tune_app.wandb_records import read_run, run_files
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -181,3 +181,18 @@ def test_resume_resends_the_rows_a_killed_driver_lost_for_finished_trials(
         assert epochs == list(range(1, row["epochs_planned"] + 1)), (row["trial_id"], epochs)
         if row["trial_id"] != lost:
             assert files == before[row["trial_id"]]  # complete runs are left alone
+
+
+def test_reported_rows_skip_a_torn_tail(tmp_path: Path) -> None:
+    """A SIGKILL can cut result.json mid-line: the resume backfill reads what is whole."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    (tmp_path / "result.json").write_text('{"epoch": 1}\n\n{"epoch": 2}\n{"epoch": 3, "val_acc')
+    trial = SimpleNamespace(
+        path=str(tmp_path), storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem())
+    )
+    assert [r["epoch"] for r in reported_rows(trial)] == [1, 2]
+    assert last_reported_epoch(trial) == 2
+    assert reported_rows(SimpleNamespace(path=str(tmp_path / "none"), storage=trial.storage)) == []

@@ -187,7 +187,13 @@ def reported_rows(trial: Any) -> list[dict[str, Any]]:
             text = f.read().decode()
     except (OSError, FileNotFoundError):  # a trial that never reported: nothing to resend
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # blank, or the tail a killed driver left half-written
+            continue
+    return rows
 
 
 def last_reported_epoch(trial: Any) -> int:
