@@ -52,7 +52,7 @@ def draw_png(data: PlotData, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5.5), dpi=120, layout="constrained")
+    fig = Figure(figsize=(9.5, 5.5), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     if data.front_line[0]:
@@ -73,7 +73,8 @@ def draw_png(data: PlotData, path: Path) -> None:
     ax.set_title(data.title, fontsize=11)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+        # beside the axes, not on them: inside, "best" still hid a trial in a real search
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:  # an empty plot must not look like a rendering bug
         ax.text(0.5, 0.5, "No complete trial to plot", ha="center", transform=ax.transAxes)
         ax.set(xticks=[], yticks=[])  # matplotlib's default -0.04..0.04 ticks would mislead
