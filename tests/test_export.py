@@ -101,7 +101,7 @@ def test_export_from_ray_files_fills_the_space_settings(tmp_path: Path) -> None:
     exp = write_ray_experiment(tmp_path / "partial", with_state=True)
     out = tmp_path / "r1.yaml"
     assert main(["export", str(exp), "--select", "knee", "--out", str(out)]) == 0
-    knobs = {"alpha": 0.3, "rho": 0.6, "lam": 0.8, "anneal": "cosine"}
+    knobs = {"alpha": 0.3, "rho": 0.4, "lam": 0.8, "anneal": "cosine"}
     assert load_config(str(out)) == config_of(**knobs).replace(num_threads=0)
 
 
