@@ -111,6 +111,7 @@ class TrialLogger(WandbLoggerCallback):
     def setup(self, *args: Any, **kwargs: Any) -> None:
         # Ray checks for an API key unless WANDB_MODE says offline: set it first.
         os.environ.update({"WANDB_MODE": self.mode, "WANDB_DIR": str(self.experiment)})
+        self._caught_up = False  # setup runs once per session; this object may come unpickled
         super().setup(*args, **kwargs)
 
     def log_trial_start(self, trial: Any) -> None:
