@@ -256,10 +256,8 @@ def test_search_with_skip_keeping_nothing_fails_before_ray(tmp_path: Path) -> No
     from tune_app.search import check_data
 
     trainer = {**SPACE["trainer"], "sl_accel": "skip", "sl_skip_fraction": 0.99}
+    trainer["labeled_fraction"] = 0.01  # digits: a pool of about a dozen images
     space = load_space(write_yaml(tmp_path / "s.yaml", {**SPACE, "trainer": trainer}))
-    space = load_space(
-        write_yaml(tmp_path / "s.yaml", {**SPACE, "trainer": {**trainer, "labeled_fraction": 0.01}})
-    )
     with pytest.raises(UserInputError, match=r"s.yaml: trainer.sl_skip_fraction: 0.99"):
         check_data(space)
 
@@ -326,7 +324,6 @@ def test_a_foreign_run_file_is_still_an_error(tmp_path: Path) -> None:
 def test_a_relative_data_dir_in_a_space_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     trainer = {**SPACE["trainer"], "data_dir": "data/fm"}
-    params = {**SPACE["parameters"], "ssl_source": {"values": ["same", "unlabeled"]}}
     space = load_space(write_yaml(tmp_path / "s.yaml", {**SPACE, "trainer": trainer}))
     assert space.trainer["data_dir"] == str(tmp_path.resolve() / "data" / "fm")
     assert space.trial_config({}).data_dir == str(tmp_path.resolve() / "data" / "fm")
