@@ -63,14 +63,16 @@ def load_experiment(path: str | Path) -> Experiment:
         path: the experiment folder (`<storage-path>/<name>`).
 
     Raises:
-        ExperimentError: no such folder, no `space.yaml`, or a table missing required columns.
+        ExperimentError: no such folder; a missing or unreadable `space.yaml`; an unreadable
+            `trials.parquet` or `<trial>/params.json`; or a table missing required columns.
+            The message names the file.
     """
     path = Path(path)
     if not path.is_dir():
         raise ExperimentError(f"{path}: no such experiment folder")
     space = read_space(path)
     if (path / "trials.parquet").is_file():
-        table, source = pd.read_parquet(path / "trials.parquet"), FROM_PARQUET
+        table, source = read_table(path / "trials.parquet"), FROM_PARQUET
     else:
         table, source = table_from_ray_files(path, space), FROM_RAY
     missing = [
@@ -90,11 +92,29 @@ def read_space(path: Path) -> dict[str, Any]:
         )
     try:
         space = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ExperimentError(f"{file}: not valid YAML: {e}") from e
     if not isinstance(space, dict) or not space.get("objectives"):
         raise ExperimentError(f"{file}: no `objectives` list")
+    objectives = space["objectives"]
+    if not isinstance(objectives, list) or not all(_is_objective(o) for o in objectives):
+        raise ExperimentError(f"{file}: `objectives` must be a list of {{metric, goal}} entries")
+    for key in ("parameters", "trainer", "search"):
+        if not isinstance(space.get(key) or {}, dict):
+            raise ExperimentError(f"{file}: `{key}` must be a mapping")
     return space
+
+
+def _is_objective(item: Any) -> bool:
+    return isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("metric", "goal"))
+
+
+def read_table(file: Path) -> pd.DataFrame:
+    """`trials.parquet`; a truncated or foreign file is an ExperimentError naming it."""
+    try:
+        return pd.read_parquet(file)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ExperimentError(f"{file}: not a readable parquet table: {e}") from e
 
 
 def table_from_ray_files(path: Path, space: dict[str, Any]) -> pd.DataFrame:
@@ -135,9 +155,20 @@ def read_results(file: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_params(file: Path) -> dict[str, Any]:
+    """A trial's `params.json` (written once, before the trial starts): a JSON object."""
+    try:
+        params = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ExperimentError(f"{file}: not a readable JSON object: {e}") from e
+    if not isinstance(params, dict):
+        raise ExperimentError(f"{file}: expected a JSON object, got {type(params).__name__}")
+    return params
+
+
 def ray_trial_row(trial_dir: Path, space: dict[str, Any], statuses: dict[str, str]) -> dict:
     """A trials.parquet-like row from one Ray trial folder."""
-    params = json.loads((trial_dir / "params.json").read_text(encoding="utf-8"))
+    params = read_params(trial_dir / "params.json")
     results = read_results(trial_dir / "result.json")
     last = results[-1] if results else {}
     trial_id = str(last.get("trial_id", trial_dir.name))

@@ -1,7 +1,9 @@
 """Drawing `PlotData` (see analysis/plots.py): a PNG with matplotlib and an HTML with plotly.
 
 Nothing here decides what to show. matplotlib is used through its object API and the Agg
-canvas (no pyplot), so rendering never touches a global backend or opens a window.
+canvas (no pyplot), so rendering never touches a global backend or opens a window. Every text
+is drawn as written: a space name such as `cost $x^$` is not matplotlib mathtext (which would
+fail to parse it and lose the whole plot).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ COLOURS = {
     "SL": "#1b9e77",
 }
 OTHER = "#7570b3"
+PLAIN = {"parse_math": False}  # matplotlib Text: no mathtext (see the module docstring)
 FRONT = COLOURS["MixTraining Pareto front"]
 
 
@@ -60,7 +63,7 @@ def draw_png(data: PlotData, path: Path) -> None:
     for group in data.points:
         ax.scatter(group.x, group.y, **_mpl_points(group))
     for x, y, text in data.front_labels:
-        ax.annotate(text, (x, y), xytext=(6, -11), textcoords="offset points", fontsize=7)
+        ax.annotate(text, (x, y), xytext=(6, -11), textcoords="offset points", fontsize=7, **PLAIN)
     for b in data.baselines:
         style = _mpl_baseline(b)
         ax.errorbar(b.x, b.y, yerr=b.y_err, xerr=b.x_err, label=b.label, zorder=4, **style)
@@ -69,16 +72,20 @@ def draw_png(data: PlotData, path: Path) -> None:
         star = {"marker": "*", "s": 260, "color": "gold", "edgecolors": "black"}
         ax.scatter(data.knee.x, data.knee.y, label=label, zorder=5, **star)
     ax.margins(0.08)  # room for the knee star and the id labels at the edges
-    ax.set(xlabel=data.x_label, ylabel=data.y_label)
-    ax.set_title(data.title, fontsize=11)
+    ax.set_xlabel(data.x_label, **PLAIN)
+    ax.set_ylabel(data.y_label, **PLAIN)
+    ax.set_title(data.title, fontsize=11, **PLAIN)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         # beside the axes, not on them: inside, "best" still hid a trial in a real search
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0}
+        legend = ax.legend(fontsize=8, **where)
+        for text in legend.get_texts():
+            text.set_parse_math(False)
     else:  # an empty plot must not look like a rendering bug
         ax.text(0.5, 0.5, "No complete trial to plot", ha="center", transform=ax.transAxes)
         ax.set(xticks=[], yticks=[])  # matplotlib's default -0.04..0.04 ticks would mislead
-    fig.supxlabel(data.note, fontsize=8, color="dimgray")  # laid out below the axis label
+    fig.supxlabel(data.note, fontsize=8, color="dimgray", **PLAIN)  # below the axis label
     fig.savefig(path, format="png")
 
 

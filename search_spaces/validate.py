@@ -8,6 +8,7 @@ setting is left to `TrialConfig.from_dict`, so those rules live in one place.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import math
 from pathlib import Path
@@ -31,9 +32,11 @@ from search_spaces.schema import (
     SearchSpace,
     SpaceError,
 )
-from trainers.config import ConfigError, TrialConfig
+from trainers.config import SEED_MAX, ConfigError, TrialConfig
 
 _FLOAT_DISTRIBUTIONS = ("uniform", "log_uniform_values", "q_uniform")
+# Optuna's samplers seed numpy's RandomState, which takes seeds in [0, 2**32 - 1].
+SAMPLER_SEED_MAX = 2**32 - 1
 
 
 class _Invalid(Exception):
@@ -69,11 +72,12 @@ def _resolve(raw: Any, source: str) -> dict[str, Any]:
         _fail("", f"the top level must be a mapping of {', '.join(TOP_KEYS)}; got {_kind(raw)}")
     _known_keys(raw, TOP_KEYS, "")
     trainer = _trainer(raw.get("trainer"))  # first: the parameters are checked against it
+    parameters = _parameters(raw.get("parameters"), trainer)
     return {
         "name": _text(raw.get("name", Path(source).stem), "name"),
         "description": _text(raw.get("description", ""), "description"),
-        "trainer": trainer,
-        "parameters": _parameters(raw.get("parameters"), trainer),
+        "trainer": _absolute_data_dir(trainer),
+        "parameters": {n: _absolute_data_dirs(p) for n, p in parameters.items()},
         "objectives": _objectives(raw.get("objectives")),
         **_search(raw.get("search")),
         **_baselines(raw.get("baselines")),
@@ -98,6 +102,30 @@ def _trainer(raw: Any) -> dict[str, Any]:
             _fail(f"trainer.{name}", rest)
         _fail("trainer", str(e))
     return trainer
+
+
+def _absolute(data_dir: Any) -> Any:
+    """A relative `data_dir`, made absolute against the current folder (other values as-is).
+
+    Ray runs each trial in a folder of its own, where a relative path would name nothing: the
+    up-front data check would pass and every trial then fail.
+    """
+    if not isinstance(data_dir, str) or not data_dir:
+        return data_dir
+    return str(Path(data_dir).expanduser().resolve())
+
+
+def _absolute_data_dir(trainer: dict[str, Any]) -> dict[str, Any]:
+    if "data_dir" not in trainer:
+        return trainer
+    return {**trainer, "data_dir": _absolute(trainer["data_dir"])}
+
+
+def _absolute_data_dirs(param: Param) -> Param:
+    if param.name != "data_dir":
+        return param
+    values = tuple(_absolute(v) for v in param.values)
+    return dataclasses.replace(param, values=values, value=_absolute(param.value))
 
 
 def _parameters(raw: Any, trainer: dict[str, Any]) -> dict[str, Param]:
@@ -204,13 +232,19 @@ def _search(raw: Any) -> dict[str, Any]:
     if sampler == "gp" and not _scipy_available():
         _fail("search.sampler", "gp needs scipy, which is not installed: pip install scipy")
     out = {"sampler": sampler}
-    for key, minimum in (("num_samples", 1), ("max_concurrent", 1), ("seed", None)):
+    for key, minimum in (("num_samples", 1), ("max_concurrent", 1)):
         value = s[key]
-        if not _is_int(value) or (minimum is not None and value < minimum):
-            want = "an integer" + ("" if minimum is None else f" >= {minimum}")
-            _fail(f"search.{key}", f"expected {want}, got {value!r}")
+        if not _is_int(value) or value < minimum:
+            _fail(f"search.{key}", f"expected an integer >= {minimum}, got {value!r}")
         out[key] = value
+    out["seed"] = _seed(s["seed"], "search.seed", SAMPLER_SEED_MAX)
     return out
+
+
+def _seed(value: Any, path: str, maximum: int) -> int:
+    if not _is_int(value) or not 0 <= value <= maximum:
+        _fail(path, f"expected an integer in [0, {maximum}], got {value!r}")
+    return value
 
 
 def _baselines(raw: Any) -> dict[str, tuple[Any, ...]]:
@@ -221,8 +255,7 @@ def _baselines(raw: Any) -> dict[str, tuple[Any, ...]]:
     # Seeds may only be empty when there are no baselines to run.
     seeds = _unique_list(b["seeds"], "baselines.seeds", allow_empty=not pipelines)
     for seed in seeds:
-        if not _is_int(seed):
-            _fail("baselines.seeds", f"expected integers, got {seed!r}")
+        _seed(seed, "baselines.seeds", SEED_MAX)
     return {"baseline_pipelines": pipelines, "baseline_seeds": seeds}
 
 

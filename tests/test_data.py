@@ -151,6 +151,12 @@ def _gz(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _flip_bytes(path: Path) -> None:
+    """Invert deflate bytes after the 10-byte gzip header: zlib fails inside the stream."""
+    data = path.read_bytes()
+    path.write_bytes(data[:10] + bytes(b ^ 0xFF for b in data[10:40]) + data[40:])
+
+
 CORRUPTIONS = {
     "wrong image magic": lambda d, x, y: write_idx(d / "train-images-idx3-ubyte.gz", x, magic=2049),
     "wrong label magic": lambda d, x, y: write_idx(d / "train-labels-idx1-ubyte.gz", y, magic=2051),
@@ -161,6 +167,7 @@ CORRUPTIONS = {
     "cut gzip": lambda d, x, y: (d / "train-images-idx3-ubyte.gz").write_bytes(
         (d / "train-images-idx3-ubyte.gz").read_bytes()[:-40]
     ),
+    "corrupt deflate data": lambda d, x, y: _flip_bytes(d / "train-images-idx3-ubyte.gz"),
 }
 
 

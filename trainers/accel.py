@@ -135,12 +135,31 @@ class MixItems:
     cells: Tensor | None = None  # [B, G] bool, CutMix only: a's cells
 
 
+def skip_kept(n: int, skip_fraction: float) -> int:
+    """How many of `n` samples one `skip` epoch trains on."""
+    return round(n * (1 - skip_fraction))
+
+
+def check_accel(mode: str, n: int, skip_fraction: float) -> None:
+    """Reject settings that cannot train on a labelled pool of `n` samples (before any epoch).
+
+    Raises:
+        ValueError: an unknown mode, or `skip` settings that keep no sample of the pool.
+    """
+    if mode not in ACCELS:
+        raise ValueError(f"sl_accel must be one of {', '.join(ACCELS)}, got {mode!r}")
+    if mode == "skip" and skip_kept(n, skip_fraction) < 1:
+        raise ValueError(
+            f"sl_skip_fraction: {skip_fraction!r} with sl_accel: skip keeps no sample of the "
+            f"{n} labelled images; lower sl_skip_fraction or raise labeled_fraction"
+        )
+
+
 class InputMixer:
     """Per-sample bookkeeping of selective mixing over one labelled pool of n samples."""
 
     def __init__(self, mode: str, n: int, share: float, skip_fraction: float = 0.0) -> None:
-        if mode not in ACCELS:
-            raise ValueError(f"sl_accel must be one of {', '.join(ACCELS)}, got {mode!r}")
+        check_accel(mode, n, skip_fraction)
         self.mode, self.n, self.share, self.skip_fraction = mode, n, share, skip_fraction
         nan = torch.full((n,), float("nan"))
         self.loss, self.prev = nan.clone(), nan.clone()
@@ -156,7 +175,7 @@ class InputMixer:
         """(a, b, r) for every item of the coming epoch."""
         if self.mode == "skip":  # the honest baseline: drop a random share of the samples
             keep = torch.randperm(self.n, generator=generator)[
-                : round(self.n * (1 - self.skip_fraction))
+                : skip_kept(self.n, self.skip_fraction)
             ]
             return keep, keep, torch.ones(len(keep))
         a, b = pair_items(self.mixed, generator)

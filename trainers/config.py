@@ -19,6 +19,12 @@ SL_ACCELS = ("none", "mixup", "cutmix", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 SSL_SOURCES_FIXED = ("same", "unlabeled")
 
+# Integer ranges. Seeds feed torch.manual_seed (which takes up to 2**64 - 1) and numpy's
+# default_rng (which takes no negative seed). Counts stay below 2**31 so that torch (int32
+# indices on some kernels) and the arithmetic on them never overflow.
+SEED_MAX = 2**64 - 1
+COUNT_MAX = 2**31 - 1
+
 # Paper Tables 12-13: base learning rates at batch 256 (scaled linearly with the batch size).
 PAPER_LR_SSL = {"vit": 1.5e-4, "resnet": 1e-4}
 PAPER_LR_SL = 1e-3
@@ -149,11 +155,27 @@ def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"{name}: {value!r} is not allowed; expected {allowed}")
 
 
+def _check_count(c: TrialConfig, name: str, minimum: int, allowed: str = "") -> None:
+    value = getattr(c, name)
+    ok = minimum <= value <= COUNT_MAX
+    _check(ok, name, allowed or f"an integer in [{minimum}, {COUNT_MAX}]", value)
+
+
+def _check_numbers(c: TrialConfig) -> None:
+    """Every float field is finite (NaN slips through range checks; inf through `>= 0`)."""
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{f.name}: {value!r} is not allowed; expected a finite number")
+
+
 def _validate(c: TrialConfig) -> None:
     # Imported here: the registries live with the code that implements them.
     from trainers.data import DATASETS
     from trainers.models import MODELS
 
+    _check_numbers(c)
     _check(c.model in MODELS, "model", f"one of {', '.join(MODELS)}", c.model)
     _check(c.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}", c.dataset)
     ssl_ok = c.ssl_source in SSL_SOURCES_FIXED or c.ssl_source in DATASETS
@@ -172,8 +194,8 @@ def _validate(c: TrialConfig) -> None:
         c.labeled_fraction,
     )
     _check(0.0 <= c.label_noise < 1.0, "label_noise", "a number in [0, 1)", c.label_noise)
-    _check(c.epochs_ssl >= 0, "epochs_ssl", "an integer >= 0", c.epochs_ssl)
-    _check(c.epochs_sl >= 1, "epochs_sl", "an integer >= 1", c.epochs_sl)
+    _check_count(c, "epochs_ssl", 0)
+    _check_count(c, "epochs_sl", 1)
     _check(0.0 < c.alpha < 1.0, "alpha", "a number in (0, 1)", c.alpha)
     _check(0.0 <= c.rho <= 1.0, "rho", "a number in [0, 1]", c.rho)
     _check(0.0 <= c.lam <= 1.0, "lam", "a number in [0, 1]", c.lam)
@@ -211,8 +233,8 @@ def _validate(c: TrialConfig) -> None:
         "a number in [0, 1)",
         c.sl_skip_fraction,
     )
-    _check(c.batch_size >= 1, "batch_size", "an integer >= 1", c.batch_size)
-    _check(c.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", c.eval_batch_size)
+    _check_count(c, "batch_size", 1)
+    _check_count(c, "eval_batch_size", 1)
     for name in ("lr_ssl", "lr_sl"):
         value = getattr(c, name)
         _check(math.isfinite(value) and value > 0, name, "a positive number", value)
@@ -220,4 +242,5 @@ def _validate(c: TrialConfig) -> None:
     _check(all(0.0 <= b < 1.0 for b in c.betas), "betas", "two numbers in [0, 1)", c.betas)
     for name in ("warmup_ssl", "warmup_sl"):
         _check(0.0 <= getattr(c, name) < 1.0, name, "a fraction in [0, 1)", getattr(c, name))
-    _check(c.num_threads >= 0, "num_threads", "an integer >= 0 (0 = all CPUs given)", c.num_threads)
+    _check_count(c, "num_threads", 0, f"an integer in [0, {COUNT_MAX}] (0 = all CPUs given)")
+    _check(0 <= c.seed <= SEED_MAX, "seed", f"an integer in [0, 2**64 - 1 = {SEED_MAX}]", c.seed)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from timm.optim import param_groups_weight_decay
 
-from trainers.accel import InputMixer
+from trainers.accel import InputMixer, check_accel
 from trainers.config import TrialConfig
 from trainers.data import Splits, build_splits, normalize
 from trainers.models import MixModel, create_model
@@ -112,6 +112,7 @@ class Trainer:
         try:
             self.splits = s = load_splits(config, rt.device)
             self.model = create_model(config.model, s.num_classes, s.image_size, s.in_chans)
+            check_accel(config.sl_accel, len(s.train_x), config.sl_skip_fraction)
         except ValueError as e:
             raise SetupError(str(e)) from e
         if config.mask_ratio is not None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from analysis import (
     Analysis,
@@ -29,7 +28,7 @@ from analysis import (
 )
 from analysis.records import plain
 from analysis.report import headline
-from tune_app.settings import UserInputError
+from tune_app.settings import UserInputError, check_out_path, dump_yaml
 
 # An execution detail of the search slot (threads per Ray CPU), not of the trial's recipe:
 # a standalone run should use every CPU it has (0).
@@ -38,8 +37,8 @@ NOT_EXPORTED = ("num_threads",)
 
 def analyze_command(experiment: str, out: str | None) -> int:
     """Body of `tune-app analyze`: write the analysis files, print the headline."""
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise UserInputError(f"--out {out}: exists and is not a folder")
+    if out is not None:
+        check_out_path(out, "--out", folder=True)
     try:
         analysis, folder = write_analysis(experiment, out)
     except ExperimentError as e:
@@ -108,7 +107,7 @@ def config_text(analysis: Analysis, row: pd.Series) -> str:
         raise UserInputError(f"trial {row['trial_id']}: its settings do not load: {e}") from e
     settings = {k: v for k, v in config.to_dict().items() if k not in NOT_EXPORTED}
     comment = "".join(f"# {line}\n" for line in provenance(analysis, row))
-    return comment + yaml.safe_dump(settings, sort_keys=False)
+    return comment + dump_yaml(settings)
 
 
 def export_targets(out: Path, ids: list[str], all_pareto: bool) -> list[Path]:
@@ -123,6 +122,7 @@ def export_command(
     """Body of `tune-app export`: write the selected trial config(s); list what was written."""
     if Path(out).is_dir():
         raise UserInputError(f"--out {out}: is a folder; give a file name such as best.yaml")
+    check_out_path(out, "--out", folder=False)
     try:
         analysis = analyze_experiment(load_experiment(experiment))
         rows = select_trials(analysis, select, max_latency, min_accuracy)

@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 bad input (one clear message on stderr, nothing started
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -122,8 +123,45 @@ def spaces() -> int:
     return 0
 
 
+# Errors the user's input causes, by (module, class). Looked up in sys.modules: a module that
+# was never imported cannot have raised them, and importing them here would load torch.
+USER_ERRORS = (
+    ("trainers.config", "ConfigError"),  # a run setting is unknown or out of range
+    ("search_spaces.schema", "SpaceError"),  # a search space file is unusable
+    ("analysis.load", "ExperimentError"),  # a folder is not a readable experiment
+)
+# OS errors about a path the user gave (not about the machine, such as a full disk; not a
+# missing file, which inside a run is more often our bug than the user's).
+PATH_ERRNOS = {
+    errno.EEXIST,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+}
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one line to print when `error` is the user's doing (exit 2), else None."""
+    if isinstance(error, UserInputError):
+        return str(error)
+    for module, name in USER_ERRORS:
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(error, kind):
+            return str(error)
+    if isinstance(error, OSError) and error.errno in PATH_ERRNOS and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code so tests can call it directly."""
+    """Entry point; returns the exit code so tests can call it directly.
+
+    The one place that turns an error the user caused (a file, a path, a value) into exit
+    code 2 and one line on stderr; anything else is a failure and keeps its traceback.
+    """
     try:
         code = cli.main(args=argv, prog_name="tune-app", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -134,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("tune-app: interrupted", err=True)
         return 130
-    except UserInputError as e:
-        click.echo(f"tune-app: error: {e}", err=True)
+    except Exception as e:
+        message = user_error_message(e)
+        if message is None:
+            raise
+        click.echo(f"tune-app: error: {message}", err=True)
         return 2
     return code if isinstance(code, int) else 0
 

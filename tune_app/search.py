@@ -12,11 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from search_spaces import SearchSpace, SpaceError, load_space
 from tune_app.location import Location, locate
-from tune_app.settings import UserInputError, parse_set, to_json
+from tune_app.settings import (
+    UserInputError,
+    check_name,
+    default_name,
+    dump_yaml,
+    parse_set,
+    to_json,
+)
 
 # Quiet, offline Ray (shared/NOTES.md). The old output engine is what honours CLIReporter's
 # trimmed columns.
@@ -87,12 +92,18 @@ def check_data(space: SearchSpace) -> None:
     """Load the data once now so a missing dataset is bad input, not N failed trials."""
     import torch
 
+    from trainers.accel import check_accel
     from trainers.pipeline import load_splits
 
+    config = space.trial_config({}, "mixtraining", None)
     try:
-        load_splits(space.trial_config({}, "mixtraining", None), torch.device("cpu"))
+        n = len(load_splits(config, torch.device("cpu")).train_x)
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.dataset: {e}") from e
+    try:
+        check_accel(config.sl_accel, n, config.sl_skip_fraction)
+    except ValueError as e:
+        raise UserInputError(f"{space.source}: trainer.{e}") from e
 
 
 def check_resources(space: SearchSpace) -> None:
@@ -141,6 +152,8 @@ def search_command(
     dry_run: bool,
 ) -> int:
     """Body of `tune-app search`. Returns the exit code; raises UserInputError for bad input."""
+    if name is not None:
+        check_name(name)
     if resume:
         if not name:
             raise UserInputError("--resume needs --name of the experiment to resume")
@@ -169,7 +182,7 @@ def search_command(
     if not space_arg:
         raise UserInputError("--space is required: a bundled name (tune-app spaces) or a file")
     space = resolve_space(space_arg, sets, num_samples, max_concurrent)
-    where = locate(storage_path, name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    where = locate(storage_path, name or default_name(space.name, time.strftime("%Y%m%d-%H%M%S")))
     if not resume:
         note_rho_without_mix(space)
     if dry_run:
@@ -209,7 +222,7 @@ def note_rho_without_mix(space: SearchSpace) -> None:
 
 def write_space(space: SearchSpace, experiment: Path) -> None:
     experiment.mkdir(parents=True, exist_ok=True)
-    (experiment / "space.yaml").write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
+    (experiment / "space.yaml").write_text(dump_yaml(space.to_dict()))
 
 
 def say(text: str) -> None:

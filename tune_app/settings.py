@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -14,26 +15,101 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads `1e-3` as a float (YAML 1.2), not the string PyYAML makes of it."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string `_Loader` would read as something else (`1e-3`)."""
+
+
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
 )
+# The dumper decides whether a string needs quotes by resolving it as the loader would, so
+# both must know the same implicit types.
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def dump_yaml(data: Any, sort_keys: bool = False) -> str:
+    """YAML text that `load_yaml` (and `yaml.safe_load`) reads back as the same values.
+
+    PyYAML's own dumper writes a string such as `1e-3` bare, which `load_yaml` reads as a
+    float; this one quotes it.
+    """
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, allow_unicode=True)
+
+
 class UserInputError(Exception):
     """Bad input from the user: the CLI prints it and exits with code 2."""
+
+
+# Experiment names become folder names under --storage-path (and parts of W&B and Optuna
+# names): a safe set keeps `../x` or `a/b` from writing anywhere else.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_NAME_LEN = 100  # Ray adds trial folder names below it; well under NAME_MAX (255)
+MAX_PATH_LEN = 1024  # bytes of a user-given output path; PATH_MAX is 4096 on Linux
+MAX_PART_LEN = 255  # bytes of one path component (NAME_MAX on Linux and macOS)
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """`name` if it is a safe experiment name, else UserInputError naming `what`."""
+    if len(name) > MAX_NAME_LEN:
+        raise UserInputError(
+            f"{what}: {len(name)} characters is too long; at most {MAX_NAME_LEN} allowed"
+        )
+    if not NAME_PATTERN.fullmatch(name):
+        raise UserInputError(
+            f"{what} {name!r}: use letters, digits, '.', '_' and '-' only, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def default_name(space_name: str, stamp: str) -> str:
+    """`<space name>-<stamp>` with every character outside the safe set replaced by `_`."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", space_name).lstrip("._-") or "experiment"
+    return f"{safe[: MAX_NAME_LEN - len(stamp) - 1]}-{stamp}"
+
+
+def check_out_path(path: str | Path, what: str, folder: bool) -> Path:
+    """An output path we can create: not too long, no existing file on the way to it.
+
+    Args:
+        path: the user-given path.
+        what: how the user gave it ("--out"), for the message.
+        folder: True when `path` itself is a folder to write into (it may exist as one);
+            False when it is a file to write (it may exist as a file, not as a folder).
+
+    Raises:
+        UserInputError: the path or a component is too long, or something in the way.
+    """
+    p = Path(path)
+    raw = os.fsencode(str(p))
+    if len(raw) > MAX_PATH_LEN or any(len(os.fsencode(c)) > MAX_PART_LEN for c in p.parts):
+        raise UserInputError(
+            f"{what} {str(p)[:60]}...: too long; at most {MAX_PATH_LEN} bytes, "
+            f"{MAX_PART_LEN} per folder or file name"
+        )
+    if p.exists() and p.is_dir() != folder:
+        kind = "a file" if folder else "a folder"
+        raise UserInputError(f"{what} {p}: exists and is {kind}; expected a {_kind(folder)}")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserInputError(f"{what} {p}: {parent} is a file, not a folder")
+            break
+    return p
+
+
+def _kind(folder: bool) -> str:
+    return "folder" if folder else "file name"
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
@@ -69,4 +145,5 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
 
 def to_json(data: Any) -> str:
+    """Indented JSON; values JSON does not know (paths) become strings."""
     return json.dumps(data, indent=2, sort_keys=False, default=str)

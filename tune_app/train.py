@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
 from trainers.pipeline import same_recipe
-from tune_app.settings import UserInputError, parse_set, read_mapping, to_json
+from tune_app.settings import (
+    UserInputError,
+    check_out_path,
+    dump_yaml,
+    parse_set,
+    read_mapping,
+    to_json,
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -55,7 +61,7 @@ class RunFolder:
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict()))
+        (self.out / "config.yaml").write_text(dump_yaml(self.config.to_dict()))
         mode, self.append = ("a" if self.append else "w"), True
         with open(self.out / "history.jsonl", mode, encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
@@ -93,7 +99,7 @@ def train_command(
     if dry_run:
         print(to_json(dry_run_plan(config)))
         return 0
-    folder = Path(out) if out else Path("runs") / Path(config_path).stem
+    folder = check_out_path(out or Path("runs") / Path(config_path).stem, "--out", folder=True)
     checkpoint = load_checkpoint(folder) if resume else None
     if checkpoint is None and (folder / CHECKPOINT).exists():
         raise UserInputError(

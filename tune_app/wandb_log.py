@@ -215,7 +215,8 @@ def log_pareto_run(experiment: Path, trials: list[dict[str, Any]], png: Path) ->
     ]
     if not trial_files:
         return None
-    first = read_run(trial_files[0])
+    # the first file that holds a run record: a killed trial can leave an empty one
+    first = next((r for r in map(read_run, trial_files) if r.run_id), read_run(trial_files[0]))
     offline = any(f.parent.name.startswith("offline-run-") for f in trial_files)
     mode = "offline" if offline else resolve_mode("online")
     os.environ.update({"WANDB_MODE": mode, "WANDB_DIR": str(experiment), "WANDB_SILENT": "true"})

@@ -24,6 +24,8 @@ def records(path: Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
+    if len(data) < _HEADER and b":W&B".startswith(data[:4]):
+        return  # created, then cut before its header was whole (a kill): it holds no record
     if data[:4] != b":W&B":
         raise ValueError(f"{path}: not a W&B run file")
     pos, pending = _HEADER, b""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import pickle
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def _read_idx(path: Path, kind: str) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as f:
             buf = f.read()
-    except (OSError, EOFError) as e:  # bad gzip header or truncated stream
+    except (OSError, EOFError, zlib.error) as e:  # bad header, truncated or corrupt stream
         raise ValueError(f"corrupt IDX file {path}: {e}") from e
     ndim = 3 if kind == "images" else 1
     if len(buf) < 4 + 4 * ndim:
