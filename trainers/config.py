@@ -165,6 +165,8 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(_parse_number(name, part) for part in value.split(","))
     if base.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) == 2:
         return tuple(_coerce_number(name, v) for v in value)
+    if base.startswith("tuple"):
+        raise ConfigError(f"{name}: expected two numbers, [0.9, 0.95] or '0.9,0.95'; got {value!r}")
     raise ConfigError(f"{name}: expected {base}, got {value!r}")
 
 
