@@ -52,6 +52,11 @@ def test_bad_values_are_rejected_naming_the_field(values: dict[str, Any], field:
         TrialConfig.from_dict(values)
 
 
+def test_a_pair_built_in_code_is_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"^betas_sl: "):
+        TrialConfig(betas_sl=(0.9, 0.95, 0.99))
+
+
 def test_defaults_change_nothing_and_round_trip() -> None:
     c = TrialConfig()
     assert (c.ssl_pass, c.mixup_alpha, c.ssl_source) == ("masked", 0.0, "same")

@@ -284,7 +284,7 @@ def _validate_paper_options(c: TrialConfig) -> None:
     for name in ("betas_ssl", "betas_sl"):
         value = getattr(c, name)
         if value is not None:
-            ok = all(0.0 <= b < 1.0 for b in value)
+            ok = len(value) == 2 and all(0.0 <= b < 1.0 for b in value)
             _check(ok, name, "two numbers in [0, 1), or null (= betas)", value)
     for name in ("weight_decay_ssl", "weight_decay_sl"):
         value = getattr(c, name)
