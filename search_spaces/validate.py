@@ -174,8 +174,11 @@ def _param(name: str, spec: Any, path: str) -> Param:
         _known_keys(spec, ("values",), path)
         values = _unique_list(spec["values"], f"{path}.values")
         if any(isinstance(v, (list, dict)) for v in values):
-            # Optuna's categorical choices must be scalars; a list would fail at the first trial.
-            _fail(f"{path}.values", "choices must be numbers, strings, booleans or null")
+            # Optuna's categorical choices must be scalars; a list would fail at the first trial
+            # (and a tuple choice breaks the study on resume).
+            pair = name.startswith("betas")
+            hint = " (write a pair such as betas as '0.9,0.95')" if pair else ""
+            _fail(f"{path}.values", f"choices must be numbers, strings, booleans or null{hint}")
         return Param(name, "categorical", values=values)
     dist = spec["distribution"]
     if dist not in DISTRIBUTIONS:

@@ -366,3 +366,22 @@ def test_normalize_per_channel(shape: tuple[int, ...]) -> None:
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="channel"):
         normalize(x, (0.1,) * 2, (0.2,) * 2)
+
+
+def test_ssl_source_all_is_the_labelled_and_unlabelled_images_together(fmnist_dir: Path) -> None:
+    kwargs = {"labeled_fraction": 0.3, "seed": 4}
+    unlab = build_splits("fashion_mnist", fmnist_dir, ssl_source="unlabeled", **kwargs)
+    every = build_splits("fashion_mnist", fmnist_dir, ssl_source="all", **kwargs)
+    # the labelled pool, validation and test do not move; only the SSL images grow
+    for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "mean", "std"):
+        a, b = getattr(unlab, name), getattr(every, name)
+        assert (a == b).all() if isinstance(a, torch.Tensor) else a == b, name
+    ssl = np.sort(decode_index(every.ssl_x))
+    expected = np.sort(np.concatenate([decode_index(unlab.train_x), decode_index(unlab.ssl_x)]))
+    np.testing.assert_array_equal(ssl, expected)
+    assert not set(ssl) & set(decode_index(every.val_x))  # never the validation images
+
+
+def test_ssl_source_all_without_unlabelled_images_is_same(fmnist_dir: Path) -> None:
+    s = build_splits("fashion_mnist", fmnist_dir, labeled_fraction=1.0, ssl_source="all")
+    assert s.ssl_x is None  # SSL on the labelled pool: MIX batches are not mixed with lam

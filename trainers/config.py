@@ -17,7 +17,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 MIX_PASSES = ("full", "masked")
 SL_ACCELS = ("none", "mixup", "cutmix", "skip")
 DEVICES = ("auto", "cpu", "cuda")
-SSL_SOURCES_FIXED = ("same", "unlabeled")
+SSL_SOURCES_FIXED = ("same", "unlabeled", "all")
+SSL_PASSES = ("masked", "full")
 
 # Integer ranges. Seeds feed torch.manual_seed (which takes up to 2**64 - 1) and numpy's
 # default_rng (which takes no negative seed). Counts stay below 2**31 so that torch (int32
@@ -41,7 +42,10 @@ class TrialConfig:
     Learning rates are *base* rates at batch 256; the rate used is `lr * batch_size / 256`
     (the linear scaling rule of MAE and the paper). `lr_ssl = None` means the paper's default
     for the model family (1.5e-4 ViT, 1e-4 ResNet). Warm-up is a fraction of each optimiser
-    segment's steps so it scales with the budget (paper: 20 of 400 SSL epochs, 5 of 100 SL).
+    segment's steps so it scales with the budget: the paper's 20 (SSL) and 5 (SL) warm-up epochs
+    of its 100 + 100 epoch runs are `warmup_ssl = 0.2`, `warmup_sl = 0.05`. MixTraining's SSL
+    segment is `epochs_ssl - e_mix` epochs long, and its warm-up is that fraction of *its* steps
+    (docs/config.md, "Warm-up").
     """
 
     # data
@@ -81,12 +85,22 @@ class TrialConfig:
     num_threads: int = 0
     eval_batch_size: int = 256
     seed: int = 0
+    # the papers' options beyond Algorithm 1 (docs/config.md)
+    ssl_pass: str = "masked"
+    mixup_alpha: float = 0.0
+    betas_ssl: tuple[float, float] | None = None
+    betas_sl: tuple[float, float] | None = None
+    weight_decay_ssl: float | None = None
+    weight_decay_sl: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr_ssl is None:
             family = "resnet" if self.model.startswith("resnet") else "vit"
             object.__setattr__(self, "lr_ssl", PAPER_LR_SSL[family])
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for name in BETAS_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(b) for b in value))
         _validate(self)
 
     @classmethod
@@ -105,11 +119,22 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-friendly values; `from_dict(to_dict())` gives an equal config."""
         out = dataclasses.asdict(self)
-        out["betas"] = list(self.betas)
+        for name in BETAS_FIELDS:
+            out[name] = None if out[name] is None else list(out[name])
         return out
 
     def replace(self, **changes: Any) -> TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+    def segment_betas(self, segment: str) -> tuple[float, float]:
+        """AdamW betas of optimiser segment `ssl` or `sup`: the segment's own, else `betas`."""
+        own = self.betas_ssl if segment == "ssl" else self.betas_sl
+        return self.betas if own is None else own
+
+    def segment_weight_decay(self, segment: str) -> float:
+        """Weight decay of segment `ssl` or `sup`: the segment's own, else `weight_decay`."""
+        own = self.weight_decay_ssl if segment == "ssl" else self.weight_decay_sl
+        return self.weight_decay if own is None else own
 
     @property
     def effective_rho(self) -> float:
@@ -122,6 +147,7 @@ class TrialConfig:
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
+BETAS_FIELDS = ("betas", "betas_ssl", "betas_sl")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -139,9 +165,22 @@ def _coerce(name: str, value: Any) -> Any:
         return float(value)
     if base == "str" and isinstance(value, str):
         return value
+    if base.startswith("tuple") and isinstance(value, str) and value.count(",") == 1:
+        # "0.9,0.999": the form a search space's `values:` can list (Optuna's categorical
+        # choices must be scalars), also accepted from --set
+        return tuple(_parse_number(name, part) for part in value.split(","))
     if base.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) == 2:
         return tuple(_coerce_number(name, v) for v in value)
+    if base.startswith("tuple"):
+        raise ConfigError(f"{name}: expected two numbers, [0.9, 0.95] or '0.9,0.95'; got {value!r}")
     raise ConfigError(f"{name}: expected {base}, got {value!r}")
+
+
+def _parse_number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected two numbers like '0.9,0.95', got {text!r}") from None
 
 
 def _coerce_number(name: str, value: Any) -> float:
@@ -179,9 +218,8 @@ def _validate(c: TrialConfig) -> None:
     _check(c.model in MODELS, "model", f"one of {', '.join(MODELS)}", c.model)
     _check(c.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}", c.dataset)
     ssl_ok = c.ssl_source in SSL_SOURCES_FIXED or c.ssl_source in DATASETS
-    _check(
-        ssl_ok, "ssl_source", f"same, unlabeled or a dataset ({', '.join(DATASETS)})", c.ssl_source
-    )
+    allowed = f"same, unlabeled, all or a dataset ({', '.join(DATASETS)})"
+    _check(ssl_ok, "ssl_source", allowed, c.ssl_source)
     _check(c.pipeline in PIPELINES, "pipeline", f"one of {', '.join(PIPELINES)}", c.pipeline)
     _check(c.anneal in ANNEALS, "anneal", f"one of {', '.join(ANNEALS)}", c.anneal)
     _check(c.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", c.precision)
@@ -244,3 +282,35 @@ def _validate(c: TrialConfig) -> None:
         _check(0.0 <= getattr(c, name) < 1.0, name, "a fraction in [0, 1)", getattr(c, name))
     _check_count(c, "num_threads", 0, f"an integer in [0, {COUNT_MAX}] (0 = all CPUs given)")
     _check(0 <= c.seed <= SEED_MAX, "seed", f"an integer in [0, 2**64 - 1 = {SEED_MAX}]", c.seed)
+    _validate_paper_options(c)
+
+
+def _validate_paper_options(c: TrialConfig) -> None:
+    """ssl_pass, mixup_alpha and the per-segment AdamW settings."""
+    _check(c.ssl_pass in SSL_PASSES, "ssl_pass", f"one of {', '.join(SSL_PASSES)}", c.ssl_pass)
+    if c.model.startswith("resnet"):  # the autoencoder already encodes every pixel
+        _check(
+            c.ssl_pass == "masked",
+            "ssl_pass",
+            "masked for ResNet models (full needs a ViT's tokens)",
+            c.ssl_pass,
+        )
+    ok = math.isfinite(c.mixup_alpha) and c.mixup_alpha >= 0
+    _check(ok, "mixup_alpha", "a number >= 0 (0 = no mixup)", c.mixup_alpha)
+    if c.mixup_alpha > 0:  # both rewrite the SL batch and its targets
+        _check(
+            c.sl_accel == "none",
+            "mixup_alpha",
+            "0 when sl_accel is set (mixTrain's mixing and mixup cannot be combined)",
+            c.mixup_alpha,
+        )
+    for name in ("betas_ssl", "betas_sl"):
+        value = getattr(c, name)
+        if value is not None:
+            ok = len(value) == 2 and all(0.0 <= b < 1.0 for b in value)
+            _check(ok, name, "two numbers in [0, 1), or null (= betas)", value)
+    for name in ("weight_decay_ssl", "weight_decay_sl"):
+        value = getattr(c, name)
+        if value is not None:
+            ok = math.isfinite(value) and value >= 0
+            _check(ok, name, "a number >= 0, or null (= weight_decay)", value)

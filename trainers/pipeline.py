@@ -28,9 +28,11 @@ from trainers.steps import (
     Batch,
     BatchSource,
     NonFiniteLossError,
+    SeededMixup,
     count_step_gflops,
     mixed_batches,
     step_loss,
+    with_mixup,
 )
 
 Report = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -61,11 +63,16 @@ def load_splits(config: TrialConfig, device: torch.device) -> Splits:
 def make_optimizer(
     model: MixModel, config: TrialConfig, segment: str, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with decay off for norms/biases, LR = base * batch / 256, warm-up + cosine."""
+    """AdamW with decay off for norms/biases, LR = base * batch / 256, warm-up + cosine.
+
+    Betas and weight decay are the segment's own (`betas_ssl`, `weight_decay_sl`, ...) when set,
+    else the shared `betas` / `weight_decay`.
+    """
     base = config.lr_ssl if segment == "ssl" else config.lr_sl
     warmup = config.warmup_ssl if segment == "ssl" else config.warmup_sl
-    groups = param_groups_weight_decay(model, config.weight_decay)
-    opt = torch.optim.AdamW(groups, lr=base * config.batch_size / 256, betas=config.betas)
+    groups = param_groups_weight_decay(model, config.segment_weight_decay(segment))
+    lr = base * config.batch_size / 256
+    opt = torch.optim.AdamW(groups, lr=lr, betas=config.segment_betas(segment))
     warmup_steps = int(warmup * total_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total_steps, warmup_steps)
@@ -118,6 +125,7 @@ class Trainer:
         if config.mask_ratio is not None:
             self.model.mask_ratio = config.mask_ratio
         self.model.mix_pass, self.model.mix_mask_ratio = config.mix_pass, config.mix_mask_ratio
+        self.model.ssl_pass = config.ssl_pass
         self.model.to(rt.device).train()
         self.data = BatchSource(s, config.batch_size, torch.Generator().manual_seed(config.seed))
         self.phases = epoch_phases(plan_for(config))
@@ -150,7 +158,11 @@ class Trainer:
     def batches(self, phase: str) -> Iterator[Batch]:
         if phase == "sl" and self.mixer is not None:
             return mixed_batches(self.data, self.mixer, self.model.feature_grid)
-        return self.data.epoch(phase, self.config.lam)
+        batches = self.data.epoch(phase, self.config.lam)
+        if phase != "ssl" and self.config.mixup_alpha > 0:  # supervised batches (SL and MIX)
+            mixup = SeededMixup(self.config.mixup_alpha, self.splits.num_classes, self.data.g)
+            return with_mixup(batches, mixup)
+        return batches
 
     def planned_steps_done(self) -> int:
         """Scheduler steps a no-mixing run would have taken by the end of this epoch."""

@@ -6,8 +6,11 @@ import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import Mixup
+from timm.data.mixup import mixup_target
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -28,6 +31,7 @@ class Batch:
     items: MixItems | None = None  # mixTrain composites in the SL phase (trainers/accel.py)
     y2: Tensor | None = None  # int64 [B], labels of each item's second constituent
     mode: str = "none"  # sl_accel that built the batch
+    y_soft: Tensor | None = None  # float [B, classes], mixup's targets (replace y in the loss)
 
 
 def step_loss(model: MixModel, kind: str, batch: Batch, alpha: float) -> dict[str, Tensor]:
@@ -41,12 +45,13 @@ def step_loss(model: MixModel, kind: str, batch: Batch, alpha: float) -> dict[st
         return {"loss": loss_ssl, "loss_ssl": loss_ssl}
     if kind == "sl" and batch.items is not None:
         return composite_loss(model, batch)
+    target = batch.y if batch.y_soft is None else batch.y_soft  # soft: cross-entropy on probs
     if kind == "sl":
-        loss_sl = F.cross_entropy(model.sl_logits(batch.x), batch.y)
+        loss_sl = F.cross_entropy(model.sl_logits(batch.x), target)
         return {"loss": loss_sl, "loss_sl": loss_sl}
     if kind == "mix":
         loss_ssl, logits = model.mix_forward(batch.x)
-        loss_sl = F.cross_entropy(logits, batch.y)
+        loss_sl = F.cross_entropy(logits, target)
         loss = alpha * loss_ssl + (1.0 - alpha) * loss_sl
         return {"loss": loss, "loss_ssl": loss_ssl, "loss_sl": loss_sl}
     raise ValueError(f"unknown step kind {kind!r}")
@@ -164,3 +169,46 @@ def count_step_gflops(
             loss = step_loss(shadow, kind, batch, alpha=0.5)["loss"]
         loss.backward()
     return counter.get_total_flops() / 1e9
+
+
+class SeededMixup(Mixup):
+    """timm's `Mixup` in batch mode, mixup only (no CutMix, no label smoothing), seeded by the run.
+
+    timm draws lam ~ Beta(alpha, alpha) from numpy's *global* RNG, which no checkpoint holds and
+    which other code may also draw from. Here each batch's lam comes from a numpy Generator
+    seeded by one draw of the run's torch generator (the data generator, saved in every
+    checkpoint), so a run is reproducible and a resumed run mixes exactly as an uninterrupted
+    one. The mixing itself (each image with the batch's reversed order, `x.flip(0)`) and the
+    soft targets are timm's.
+    """
+
+    def __init__(self, alpha: float, num_classes: int, generator: torch.Generator) -> None:
+        super().__init__(
+            mixup_alpha=alpha,
+            cutmix_alpha=0.0,
+            prob=1.0,
+            mode="batch",
+            label_smoothing=0.0,
+            num_classes=num_classes,
+        )
+        self.g = generator
+
+    def _params_per_batch(self) -> tuple[float, bool]:
+        seed = int(torch.randint(2**62, (1,), generator=self.g))
+        return float(np.random.default_rng(seed).beta(self.mixup_alpha, self.mixup_alpha)), False
+
+    def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """x: [B, C, H, W] (mixed in place), target: int64 [B] -> (x, soft targets [B, K]).
+
+        timm's own `__call__` asserts an even batch; in an odd one (a pool smaller than the
+        batch size) the middle image is paired with itself, i.e. left unmixed.
+        """
+        lam = self._mix_batch(x)
+        return x, mixup_target(target, self.num_classes, lam, self.label_smoothing)
+
+
+def with_mixup(batches: Iterator[Batch], mixup: SeededMixup) -> Iterator[Batch]:
+    """Zhang et al.'s mixup on supervised batches: mixed images, soft targets in `y_soft`."""
+    for b in batches:
+        x, soft = mixup(b.x, b.y)
+        yield Batch(x, b.y, y_soft=soft.to(x.device))

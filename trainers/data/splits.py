@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .loaders import DATASETS, load_dataset
 
-SSL_SOURCES = ("same", "unlabeled", *DATASETS)
+SSL_SOURCES = ("same", "unlabeled", "all", *DATASETS)
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: RGB -> gray as luminance
 _CHUNK = 4096  # images per resize step: bounds the float copy (tinyimagenet is 100k images)
 
@@ -63,8 +63,10 @@ def build_splits(
         val_fraction: share of training images held out for validation, in (0, 1).
         labeled_fraction: share of the remaining training images that keep labels, in (0, 1].
         ssl_source: "same" (SSL on the labelled pool, `ssl_x` None), "unlabeled" (the training
-            images outside the labelled pool and validation) or another dataset's name (its
-            training images, converted to this dataset's channels and size).
+            images outside the labelled pool and validation), "all" (the labelled pool and those
+            unlabelled images together: every training image but validation's; `ssl_x` None
+            when nothing is unlabelled, as then it is the labelled pool) or another dataset's
+            name (its training images, converted to this dataset's channels and size).
         label_noise: probability of replacing a labelled image's label, in [0, 1).
         seed: one seed for every random choice; the same seed gives identical splits.
 
@@ -81,7 +83,8 @@ def build_splits(
     if ssl_source not in SSL_SOURCES or ssl_source == dataset:
         raise ValueError(
             f"ssl_source {ssl_source!r} is not allowed for dataset {dataset!r}; allowed: 'same', "
-            f"'unlabeled' or another dataset: {', '.join(d for d in DATASETS if d != dataset)}"
+            f"'unlabeled', 'all' or another dataset: "
+            f"{', '.join(d for d in DATASETS if d != dataset)}"
         )
     raw = load_dataset(dataset, data_dir)
     rng = np.random.default_rng(seed)
@@ -99,7 +102,7 @@ def build_splits(
         val_y=raw.train_y[torch.from_numpy(val_idx)],
         test_x=raw.test_x,
         test_y=raw.test_y,
-        ssl_x=_ssl_images(ssl_source, raw.train_x, unlab, data_dir, in_chans, image_size),
+        ssl_x=_ssl_images(ssl_source, raw.train_x, (rest, unlab), data_dir, in_chans, image_size),
         num_classes=raw.num_classes,
         in_chans=in_chans,
         image_size=image_size,
@@ -169,13 +172,17 @@ def _channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def _ssl_images(
     source: str,
     train_x: Tensor,
-    unlab: np.ndarray,
+    pools: tuple[np.ndarray, np.ndarray],
     data_dir: str | Path | None,
     chans: int,
     size: int,
 ) -> Tensor | None:
-    if source == "same":
+    """pools: (every non-validation index, the unlabelled ones among them), both sorted."""
+    rest, unlab = pools
+    if source == "same" or source == "all" and len(unlab) == 0:
         return None
+    if source == "all":
+        return train_x[torch.from_numpy(rest)]
     if source == "unlabeled":
         if len(unlab) == 0:
             raise ValueError(

@@ -29,6 +29,9 @@ class MixModel(nn.Module, ABC):
     # "full" = the paper's compute reuse, "masked" = encoder on the visible tokens only.
     mix_pass: str = "full"
     mix_mask_ratio: float | None = None
+    # How an SSL-phase step runs (TrialConfig.ssl_pass): "masked" = standard MAE, the encoder
+    # sees the visible tokens only; "full" = every token encoded, the mask applied to features.
+    ssl_pass: str = "masked"
 
     @abstractmethod
     def encode(
@@ -67,12 +70,25 @@ class MixModel(nn.Module, ABC):
         """pooled: [N, D] mean of some cells' features -> logits [N, num_classes]."""
 
     def ssl_loss(self, x: Tensor) -> Tensor:
-        """Vanilla MAE / AE step: the encoder sees only the visible patches.
+        """SSL step: vanilla MAE / AE (`ssl_pass` masked) or the all-token pass (`full`).
 
         x: [N, C, H, W] (normalised pixels, also the target) -> scalar loss.
         """
+        if self.ssl_pass == "full":
+            return self.ssl_loss_full(x)
         feats, mask, ids_restore = self.encode(x, self.mask_ratio)
         return self.reconstruction_loss(x, self.reconstruct(feats, ids_restore), mask)
+
+    def ssl_loss_full(self, x: Tensor) -> Tensor:
+        """The SSL half of `mix_forward_full`: every token through the encoder, then a random
+        `mask_ratio` of the features swapped for the decoder's mask token, scored on those only.
+
+        Costs an encoder pass over all tokens (more than standard MAE's visible quarter): the
+        SSL step the paper's appendix A.2 merges into its MIX step.
+        """
+        feats, _, _ = self.encode(x, 0.0)
+        kept, mask, ids_restore = self.mask_features(feats, self.mask_ratio)
+        return self.reconstruction_loss(x, self.reconstruct(kept, ids_restore), mask)
 
     def sl_logits(self, x: Tensor) -> Tensor:
         """Supervised step: every token through the encoder. x: [N, C, H, W] -> [N, classes]."""
