@@ -302,7 +302,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _allowed_fields() -> str:

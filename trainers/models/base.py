@@ -56,7 +56,10 @@ class MixModel(nn.Module, ABC):
 
     # Regions of the final features, for CutMix's split propagation (trainers/accel.py): the
     # features of each constituent's cells are pooled and classified separately.
-    feature_grid: tuple[int, int]
+    @property
+    @abstractmethod
+    def feature_grid(self) -> tuple[int, int]:
+        """(rows, cols) of the cells `cell_features` returns."""
 
     @abstractmethod
     def cell_features(self, feats: Tensor) -> Tensor:
