@@ -18,7 +18,7 @@ from search_spaces import SearchSpace, SpaceError, load_space
 from tune_app.location import Location, locate
 from tune_app.settings import UserInputError, parse_set, to_json
 
-# Quiet, offline Ray (shared/NOTES.md). The old output engine is what honours CLIReporter's
+# Quiet, offline Ray. The old output engine is what honours CLIReporter's
 # trimmed columns.
 # Every epoch checkpoints, which makes Ray snapshot the experiment often by design (so a
 # restore finds the newest checkpoint); its warning about that is noise for a small search.
