@@ -1,5 +1,6 @@
-# The two commands: `make search` (the main job) and `make test` (lint + tests).
-# Both create .venv if missing, install the project with its dev extras, and install the
+# The two commands: `make search` (the main job) and `make test` (lint, layer contracts, type
+# check, tests); `make test-fast` runs the unit tests alone.
+# Each creates .venv if missing, install the project with its dev extras, and install the
 # Debian package dataset-fashion-mnist when it is absent and apt is usable (`make test` also
 # Debian's chromium, for one browser test).
 
@@ -11,7 +12,7 @@ SPACE  ?= vit_mix.yaml
 PYTEST_ARGS ?=
 SEARCH_ARGS ?=
 
-.PHONY: search test install dataset test-tools lint format clean-venv
+.PHONY: search test test-fast install dataset test-tools lint format clean-venv
 
 search: install
 	$(BIN)/tune-app search --space $(SPACE) $(SEARCH_ARGS)
@@ -19,7 +20,13 @@ search: install
 test: install test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Unit tests only (no Ray, no orchestration, no browser): the quick loop while developing.
+test-fast: install
+	$(BIN)/pytest -q -m "not slow and not ray and not browser" $(PYTEST_ARGS)
 
 install: $(STAMP) dataset
 

@@ -78,10 +78,11 @@ def draw_png(data: PlotData, path: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         # beside the axes, not on them: inside, "best" still hid a trial in a real search
-        where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0}
-        legend = ax.legend(fontsize=8, **where)
-        for text in legend.get_texts():
-            text.set_parse_math(False)
+        legend = ax.legend(
+            fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0
+        )
+        for entry in legend.get_texts():
+            entry.set_parse_math(False)
     else:  # an empty plot must not look like a rendering bug
         ax.text(0.5, 0.5, "No complete trial to plot", ha="center", transform=ax.transAxes)
         ax.set(xticks=[], yticks=[])  # matplotlib's default -0.04..0.04 ticks would mislead

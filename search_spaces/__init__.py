@@ -1,7 +1,7 @@
 """Bundled search spaces (package data) and the code that loads and validates them.
 
-`load_space("vit_mix")` returns a validated, frozen `SearchSpace`; see ARCHITECTURE.md
-("Search space YAML") for the file shape and docs/internal-interfaces.md for the API.
+`load_space("vit_mix")` returns a validated, frozen `SearchSpace`; see the README ("Searching")
+and `search_spaces/vit_mix.yaml` for the file shape and docs/internal-interfaces.md for the API.
 """
 
 from search_spaces.loader import apply_overrides, list_spaces, load_space

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,13 +12,52 @@ import yaml
 
 from search_spaces.schema import TOP_KEYS, SearchSpace, SpaceError
 from search_spaces.validate import build_space
-from tune_app.settings import load_yaml
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable  # Python >= 3.11; only for type checkers
 
 # Only `.yaml` files are package data (pyproject: search_spaces = ["*.yaml"]).
 _SUFFIX = ".yaml"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float (YAML 1.2), not the string PyYAML makes of it."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string `_Loader` would read as something else (`1e-3`)."""
+
+
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+# The dumper decides whether a string needs quotes by resolving it as the loader would, so
+# both must know the same implicit types.
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text the way every user file of this project is read (safe; `1e-3` a float).
+
+    Lives here, in the lowest layer that reads YAML, so the CLI layer (`tune_app.settings`)
+    imports it from below rather than this package importing upward.
+    """
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def dump_yaml(data: Any, sort_keys: bool = False) -> str:
+    """YAML text that `load_yaml` (and `yaml.safe_load`) reads back as the same values.
+
+    PyYAML's own dumper writes a string such as `1e-3` bare, which `load_yaml` reads as a
+    float; this one quotes it.
+    """
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, allow_unicode=True)
 
 
 def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> SearchSpace:

@@ -1,7 +1,7 @@
 """What a search space is once validated: the dataclasses and the names a space may use.
 
-The YAML shape is pinned in ARCHITECTURE.md ("Search space YAML"); `validate.py` holds the rules
-that turn a raw document into these dataclasses.
+The YAML shape is in the README ("Searching") and docs/internal-interfaces.md; `validate.py`
+holds the rules that turn a raw document into these dataclasses.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ def _search(raw: Any) -> dict[str, Any]:
     sampler = _choice(s["sampler"], SAMPLERS, "search.sampler")
     if sampler == "gp" and not _scipy_available():
         _fail("search.sampler", "gp needs scipy, which is not installed: pip install scipy")
-    out = {"sampler": sampler}
+    out: dict[str, Any] = {"sampler": sampler}
     for key, minimum in (("num_samples", 1), ("max_concurrent", 1)):
         value = s[key]
         if not _is_int(value) or value < minimum:
@@ -338,7 +338,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _allowed_fields() -> str:

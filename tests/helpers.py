@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# The per-epoch metric names ARCHITECTURE.md pins (the tests' own copy, not the code's).
+# The per-epoch metric names docs/architecture.md lists (the tests' own copy, not the code's).
 PINNED = {
     "epoch",
     "phase",

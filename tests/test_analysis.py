@@ -371,6 +371,7 @@ CHROMIUM = shutil.which("chromium") or (
 )
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package `chromium`) installed")
 def test_html_renders_a_plot_in_headless_chromium(finished: Path, tmp_path: Path) -> None:
     assert main(["analyze", str(finished)]) == 0

@@ -214,6 +214,7 @@ def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -
     assert "--set parameters.rho.min=0.5" in err
 
 
+@pytest.mark.ray
 def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once."""
     space = write_space(
@@ -240,9 +241,10 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     )
     deadline = time.time() + 240
     while time.time() < deadline and len(list(storage.glob("k/*/result.json"))) < 2:
+        assert driver.poll() is None, "the driver ended before it could be killed mid-run"
         time.sleep(1)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-    driver.wait()
+    assert driver.wait() == -signal.SIGKILL  # alive until now: our kill is what ended it
     resume = [
         sys.executable,
         "-m",

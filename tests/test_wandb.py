@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,7 @@ FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture
 def no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)  # the real host's name, for ~/.netrc
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc
 
 
@@ -43,6 +45,18 @@ def test_default_mode_without_credentials_is_offline(no_credentials, capsys) -> 
     assert resolve_mode("offline") == "offline" and resolve_mode("disabled") == "disabled"
 
 
+def test_a_logged_in_developer_is_not_taken_online_by_the_tests(tmp_path, monkeypatch) -> None:
+    """conftest's guard: even with a `wandb login` in ~/.netrc, the default mode stays local."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {FAKE_KEY}\n")
+    (home / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr("tune_app.wandb_log.unreachable_reason", lambda: pytest.fail("online"))
+    assert resolve_mode(None) == "offline"
+
+
+@pytest.mark.wandb_offline
 def test_offline_search_logs_every_trial_and_never_the_key(
     local_ray,
     tmp_path: Path,
@@ -94,7 +108,7 @@ def test_offline_search_logs_every_trial_and_never_the_key(
             assert expected.rho == pytest.approx(row["rho"])
     sync = subprocess.run(
         [
-            str(Path(__file__).parents[1] / ".venv/bin/wandb"),
+            str(Path(sysconfig.get_path("scripts")) / "wandb"),  # this interpreter's wandb CLI
             "sync",
             "--dry-run",
             str(experiment / "wandb"),
@@ -105,7 +119,7 @@ def test_offline_search_logs_every_trial_and_never_the_key(
     )
     assert sync.returncode == 0, sync.stderr
     # analyze adds one "pareto" run to the same group: a table of every trial and the plot.
-    main(["analyze", str(experiment)])
+    assert main(["analyze", str(experiment)]) == 0
     pareto = run_files(experiment / "wandb", "pareto-w")
     assert len(pareto) == 1
     run = read_run(pareto[0])
@@ -129,6 +143,7 @@ def test_offline_search_logs_every_trial_and_never_the_key(
             assert FAKE_KEY.encode() not in f.read_bytes(), f"API key written to {f}"
 
 
+@pytest.mark.wandb_offline
 def test_a_torn_run_file_reads_up_to_the_tear(tmp_path: Path) -> None:
     """A run file cut mid-record (a kill, or a file still being written) is read, not fatal."""
     import os
@@ -151,12 +166,20 @@ def test_a_torn_run_file_reads_up_to_the_tear(tmp_path: Path) -> None:
     (full,) = run_files(tmp_path / "wandb", "torn1")
     data = full.read_bytes()
     assert [h["epoch"] for h in read_run(full).history] == [1, 2, 3, 4, 5]
-    for cut in (len(data) // 2, len(data) - 3, 20):
+    # Cut after every 16th byte: each cut reads as a clean prefix, never an error; a longer file
+    # never reads fewer rows; and every row is recovered by some cut before the end (a reader
+    # that gave up on any torn file would read no rows at all).
+    seen = []
+    for cut in [*range(0, len(data), 16), len(data) - 3]:
         full.write_bytes(data[:cut])
-        epochs = [h["epoch"] for h in read_run(full).history]
-        assert epochs == list(range(1, len(epochs) + 1))  # a clean prefix, never an error
+        epochs = [h["epoch"] for h in read_run(full).history] if cut >= 4 else []
+        assert epochs == list(range(1, len(epochs) + 1)), (cut, epochs)
+        assert not seen or len(epochs) >= seen[-1], (cut, epochs, seen[-1])
+        seen.append(len(epochs))
+    assert set(seen) == {0, 1, 2, 3, 4, 5} and seen[-1] == 5
 
 
+@pytest.mark.wandb_offline
 def test_resume_resends_the_rows_a_killed_driver_lost_for_finished_trials(
     local_ray, tmp_path: Path
 ) -> None:

@@ -6,8 +6,10 @@ Everything here is a small pure function, tested against brute-force or closed-f
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: search_spaces uses phase_plan and must not load torch
+    from torch import Tensor
 
 PHASES = ("ssl", "mix", "sl")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,7 +157,7 @@ def mixed_batches(source: BatchSource, mixer: InputMixer, grid: tuple[int, int])
 
 
 def count_step_gflops(
-    model: MixModel, kind: str, batch: Batch, autocast: Callable[[], object]
+    model: MixModel, kind: str, batch: Batch, autocast: Callable[[], AbstractContextManager[Any]]
 ) -> float:
     """GFLOPs of one forward+backward step of `kind`, by torch's FLOP counter.
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 UPLOADED = ("space.yaml", "trials.parquet", "optuna.db")
 
 
-def is_uri(path: str | None) -> bool:
+def is_uri(path: str | None) -> TypeGuard[str]:
     return path is not None and "://" in path
 
 

@@ -23,7 +23,7 @@ from tune_app.settings import (
     to_json,
 )
 
-# Quiet, offline Ray (shared/NOTES.md). The old output engine is what honours CLIReporter's
+# Quiet, offline Ray. The old output engine is what honours CLIReporter's
 # trimmed columns.
 # Every epoch checkpoints, which makes Ray snapshot the experiment often by design (so a
 # restore finds the newest checkpoint); its warning about that is noise for a small search.

@@ -10,40 +10,8 @@ from typing import Any
 
 import yaml
 
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.2), not the string PyYAML makes of it."""
-
-
-class _Dumper(yaml.SafeDumper):
-    """SafeDumper that quotes every string `_Loader` would read as something else (`1e-3`)."""
-
-
-_FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-# The dumper decides whether a string needs quotes by resolving it as the loader would, so
-# both must know the same implicit types.
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def dump_yaml(data: Any, sort_keys: bool = False) -> str:
-    """YAML text that `load_yaml` (and `yaml.safe_load`) reads back as the same values.
-
-    PyYAML's own dumper writes a string such as `1e-3` bare, which `load_yaml` reads as a
-    float; this one quotes it.
-    """
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, allow_unicode=True)
+# The YAML reader and writer live in the lower layer; re-exported for the CLI modules.
+from search_spaces.loader import dump_yaml, load_yaml  # noqa: F401
 
 
 class UserInputError(Exception):

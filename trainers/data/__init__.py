@@ -1,4 +1,4 @@
-"""In-memory datasets, splits and batched augmentation (see ARCHITECTURE.md "Data")."""
+"""In-memory datasets, splits and batched augmentation (the README's "Data" section)."""
 
 from .augment import augment, normalize
 from .loaders import DATASETS, RawDataset, load_dataset

@@ -59,7 +59,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> RawDataset:
 
     Args:
         name: one of `DATASETS`.
-        data_dir: folder holding the files (see ARCHITECTURE.md "Data"); `None` uses the
+        data_dir: folder holding the files (the README's "Data" section); `None` uses the
             default location where there is one (Fashion-MNIST's Debian package, scikit-learn's
             bundled digits).
 

@@ -3,7 +3,7 @@
 Subclasses implement the named stages (`encode`, `classify`, `reconstruct`,
 `reconstruction_loss`, `mask_features`); the three step forwards the pipeline calls
 (`ssl_loss`, `sl_logits`, `mix_forward`) are built here from those stages, so every
-architecture gets the same phase semantics (ARCHITECTURE.md, "Compute reuse for MAE").
+architecture gets the same phase semantics (the paper's compute reuse: `mix_forward_full`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ class MixModel(nn.Module, ABC):
 
     # Regions of the final features, for CutMix's split propagation (trainers/accel.py): the
     # features of each constituent's cells are pooled and classified separately.
-    feature_grid: tuple[int, int]
+    @property
+    @abstractmethod
+    def feature_grid(self) -> tuple[int, int]:
+        """(rows, cols) of the cells `cell_features` returns."""
 
     @abstractmethod
     def cell_features(self, feats: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ class ViTPreset:
     target_grid: int
     mlp_ratio: float = 4.0
     mask_ratio: float = 0.75
-    norm_pix_loss: bool = False  # raw pixels: better on small, mostly black images (NOTES.md)
+    norm_pix_loss: bool = False  # raw pixels: better on small, mostly black images
 
 
 @dataclass(frozen=True)

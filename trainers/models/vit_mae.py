@@ -219,8 +219,10 @@ class ViTMAE(MixModel):
     def classify_pooled(self, pooled: Tensor) -> Tensor:
         return self.head(pooled)
 
-    def reconstruct(self, feats: Tensor, ids_restore: Tensor) -> Tensor:
+    def reconstruct(self, feats: Tensor, ids_restore: Tensor | None) -> Tensor:
         """feats: [N, 1+keep, D], ids_restore: [N, L] -> pred [N, L, p*p*C]."""
+        if ids_restore is None:  # only a masked encode() gives the order to put tokens back in
+            raise ValueError("ViTMAE.reconstruct needs ids_restore from a masked encode()")
         return self.decoder(feats, ids_restore)
 
     def reconstruction_loss(self, x: Tensor, pred: Tensor, mask: Tensor | None) -> Tensor:
