@@ -19,6 +19,7 @@ import yaml
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
 from trainers.pipeline import same_recipe
+from tune_app.checkpoints import CheckpointError, load_state
 from tune_app.settings import UserInputError, parse_set, read_mapping, to_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -79,10 +80,14 @@ def progress_line(m: dict[str, Any], total: int, elapsed: float) -> str:
 
 
 def load_checkpoint(out: Path) -> dict[str, Any]:
+    """The run's last state; a missing, corrupt or crafted file is bad input naming it."""
     path = out / CHECKPOINT
     if not path.is_file():
         raise UserInputError(f"--resume: {path} does not exist; nothing to resume")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return load_state(path)
+    except CheckpointError as e:
+        raise UserInputError(f"--resume: {e}") from e
 
 
 def train_command(

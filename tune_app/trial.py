@@ -18,6 +18,7 @@ import torch
 from ray import tune
 
 from trainers import TrialConfig, plan_for, run
+from tune_app.checkpoints import load_state
 
 STATE_FILE = "state.pt"
 
@@ -37,12 +38,12 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
     return config
 
 
-def load_state() -> dict[str, Any] | None:
+def restored_state() -> dict[str, Any] | None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        return load_state(os.path.join(d, STATE_FILE))  # tensors and plain values only
 
 
 def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
@@ -74,4 +75,4 @@ def trainable(
             tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, load_state())
+    run(config, report, restored_state())
