@@ -12,8 +12,7 @@ from ray.tune.experiment import Trial
 
 from search_spaces import SearchSpace
 from tune_app import results
-from tune_app.location import Location
-from tune_app.search import (
+from tune_app.driver import (
     METRIC_COLUMNS,
     PARAM_COLUMNS,
     check_resources,
@@ -22,6 +21,7 @@ from tune_app.search import (
     start_ray,
     write_space,
 )
+from tune_app.location import Location
 from tune_app.searcher import build_searcher
 from tune_app.trial import trainable
 

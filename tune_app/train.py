@@ -20,6 +20,7 @@ import yaml
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
 from trainers.pipeline import same_recipe
 from tune_app.checkpoints import CheckpointError, load_state
+from tune_app.claim import claim
 from tune_app.settings import UserInputError, parse_set, read_mapping, to_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -99,6 +100,12 @@ def train_command(
         print(to_json(dry_run_plan(config)))
         return 0
     folder = Path(out) if out else Path("runs") / Path(config_path).stem
+    with claim(folder, "run folder"):  # one process per run folder, before reading anything
+        return train_in(folder, config, config_path, resume)
+
+
+def train_in(folder: Path, config: TrialConfig, config_path: str, resume: bool) -> int:
+    """Train (or resume) `config` in `folder`, which the caller has claimed."""
     checkpoint = load_checkpoint(folder) if resume else None
     if checkpoint is None and (folder / CHECKPOINT).exists():
         raise UserInputError(
