@@ -1,0 +1,123 @@
+"""Interrupt (Ctrl-C or SIGKILL), then --resume: optuna.db, trials.parquet and Ray agree.
+
+Each test runs a real driver process with a real Ray, stops it mid-search, and resumes it as a
+user would; the study must then hold exactly the searched trials Ray ran, with their values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import yaml
+from helpers import SPACE
+from ray import tune
+
+from tune_app.driver import RAY_ENV
+
+ENV = {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
+# Three searched trials, two at a time, no baselines: the smallest search with trials both
+# finished and in flight when the driver is stopped.
+SMALL = {
+    **SPACE,
+    "search": {"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
+    "baselines": {"pipelines": [], "seeds": [0]},
+}
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tune_app.cli", *args]
+
+
+def start_and_stop(tmp_path: Path, storage: Path, sig: signal.Signals) -> int:
+    """Start a search, send `sig` once two trials have reported an epoch; its exit code."""
+    space = tmp_path / "small.yaml"
+    space.write_text(yaml.safe_dump(SMALL))
+    args = ["search", "--space", str(space), "--storage-path", str(storage), "--name", "k"]
+    driver = subprocess.Popen(
+        cli(*args, "--wandb", "disabled"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(storage.glob("k/*/result.json"))) < 2:
+        assert driver.poll() is None, "the driver ended before it could be interrupted"
+        time.sleep(0.5)
+    assert driver.poll() is None  # alive when stopped: the test is about an interrupted driver
+    if sig == signal.SIGKILL:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    else:
+        driver.send_signal(sig)  # what Ctrl-C delivers to the driver
+    return driver.wait(timeout=300)
+
+
+def resume(storage: Path) -> bool:
+    """Resume as a user would; whether the interrupted run's table was gone while it ran."""
+    table = storage / "k" / "trials.parquet"
+    args = ["search", "--name", "k", "--storage-path", str(storage), "--resume"]
+    log = storage.parent / "resume.log"
+    with open(log, "w") as err:
+        driver = subprocess.Popen(cli(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        stale_seen_gone = False
+        while driver.poll() is None:
+            stale_seen_gone = stale_seen_gone or not table.exists()
+            time.sleep(0.2)
+    assert driver.returncode == 0, log.read_text()[-3000:]
+    return stale_seen_gone
+
+
+def study_trials(experiment: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}")
+    return optuna.load_study(study_name="k", storage=storage).trials
+
+
+def assert_agree(experiment: Path) -> None:
+    """Every Ray trial complete once in trials.parquet, and once COMPLETE in the study."""
+    table = pd.read_parquet(experiment / "trials.parquet")
+    ray_trials = tune.ExperimentAnalysis(str(experiment)).trials
+    assert sorted(t.trial_id for t in ray_trials) == sorted(table["trial_id"])
+    assert all(t.status == "TERMINATED" for t in ray_trials)
+    assert len(table) == 3 and table["complete"].all()
+    trials = study_trials(experiment)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    told = sorted((round(t.params["alpha"], 9), tuple(t.values)) for t in trials)
+    ran = sorted(
+        (round(r.alpha, 9), (r.val_accuracy, r.train_latency_s)) for r in table.itertuples()
+    )
+    assert told == ran
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_ctrl_c_then_resume_of_a_moved_copy_agrees(tmp_path: Path) -> None:
+    """SIGINT pauses the trials (never FAIL in the study); a copy resumes into its own db."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    assert start_and_stop(tmp_path, first, signal.SIGINT) == 130
+    paused = study_trials(first / "k")
+    assert optuna.trial.TrialState.FAIL not in [t.state for t in paused]
+    assert optuna.trial.TrialState.RUNNING in [t.state for t in paused]
+    assert (first / "k" / "trials.parquet").exists()  # the interrupted run's partial table
+    shutil.copytree(first, moved)
+    before = digest(first / "k" / "optuna.db")
+    assert resume(moved)  # analyze/export never read the stale table while the run lived
+    assert_agree(moved / "k")
+    assert digest(first / "k" / "optuna.db") == before  # the old copy is untouched
+
+
+def test_sigkill_then_resume_agrees(tmp_path: Path) -> None:
+    storage = tmp_path / "exp"
+    assert start_and_stop(tmp_path, storage, signal.SIGKILL) == -signal.SIGKILL
+    resume(storage)
+    assert_agree(storage / "k")
