@@ -16,6 +16,7 @@ from helpers import SPACE, TINY_RUN
 
 from tune_app.claim import ClaimHeld, claim, lock_path
 from tune_app.cli import main
+from tune_app.settings import UserInputError
 
 # Takes the claim on argv[1] (after waiting for argv[2] to exist, if given), says what happened
 # on stdout, then holds the claim until killed.
@@ -122,3 +123,9 @@ def test_the_claim_is_released_for_the_next_driver(tmp_path: Path) -> None:
             pass
     with claim(folder, "experiment"):
         pass
+
+
+def test_a_lock_that_cannot_be_created_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="cannot claim experiment"):
+        with claim(tmp_path / ("x" * 251), "experiment"):  # ".x…x.lock" > 255 bytes
+            pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,9 @@ import yaml
 from helpers import SPACE
 from ray import tune
 
+from search_spaces import load_space
 from tune_app.driver import RAY_ENV
+from tune_app.searcher import build_searcher, reopen_in
 
 ENV = {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
 # Three searched trials, two at a time, no baselines: the smallest search with trials both
@@ -121,3 +124,44 @@ def test_sigkill_then_resume_agrees(tmp_path: Path) -> None:
     assert start_and_stop(tmp_path, storage, signal.SIGKILL) == -signal.SIGKILL
     resume(storage)
     assert_agree(storage / "k")
+
+
+def inner_searcher(experiment: Path):
+    """The Optuna searcher of a search over SMALL in `experiment` (no baselines)."""
+    experiment.mkdir(parents=True, exist_ok=True)
+    space = experiment.parent / "small.yaml"
+    space.write_text(yaml.safe_dump(SMALL))
+    return build_searcher(load_space(str(space)), experiment, "k").searcher.searcher
+
+
+def test_a_killed_drivers_orphan_study_trial_is_handed_out_again(tmp_path: Path) -> None:
+    """Asked from Optuna after Ray's last snapshot: the resumed searcher reuses it."""
+    first = inner_searcher(tmp_path / "k")
+    first.suggest("t0")
+    first.save(str(tmp_path / "searcher.pkl"))  # Ray's last snapshot before the kill
+    orphan = first.suggest("t1")  # asked in optuna.db, never in the snapshot
+    resumed = inner_searcher(tmp_path / "k")
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    assert resumed.suggest("t2") == orphan
+    for tid in ("t0", "t2"):
+        resumed.on_trial_complete(tid, result={"val_accuracy": 0.5, "train_latency_s": 1.0})
+    states = [t.state for t in study_trials(tmp_path / "k")]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_a_restored_searcher_uses_the_resumed_folders_db(tmp_path: Path) -> None:
+    searcher = inner_searcher(tmp_path / "a" / "k")
+    searcher.suggest("t0")
+    searcher.save(str(tmp_path / "a" / "k" / "searcher.pkl"))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    before = digest(tmp_path / "a" / "k" / "optuna.db")
+    reopen_in(tmp_path / "b" / "k")
+    try:
+        with open(tmp_path / "b" / "k" / "searcher.pkl", "rb") as f:
+            restored = pickle.load(f)["_ot_study"]  # what Ray unpickles on resume
+    finally:
+        reopen_in(None)
+    trial = restored.trials[0]
+    restored.tell(trial.number, [0.5, 1.0])
+    assert digest(tmp_path / "a" / "k" / "optuna.db") == before
+    assert study_trials(tmp_path / "b" / "k")[0].state == optuna.trial.TrialState.COMPLETE

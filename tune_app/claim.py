@@ -63,7 +63,10 @@ def claim(folder: Path, what: str) -> Iterator[Path]:
 
 def _acquire(path: Path, folder: Path, what: str) -> int:
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a name too long for the filesystem, no permission, ...
+            raise UserInputError(f"cannot claim {what} {folder}: {path}: {e.strerror}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
