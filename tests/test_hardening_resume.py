@@ -57,10 +57,9 @@ def start_and_stop(tmp_path: Path, storage: Path, sig: signal.Signals) -> int:
         assert driver.poll() is None, "the driver ended before it could be interrupted"
         time.sleep(0.5)
     assert driver.poll() is None  # alive when stopped: the test is about an interrupted driver
-    if sig == signal.SIGKILL:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-    else:
-        driver.send_signal(sig)  # what Ctrl-C delivers to the driver
+    # SIGKILL: the driver and the Ray it started die at once. SIGINT: what Ctrl-C in a terminal
+    # delivers, to the whole foreground process group.
+    os.killpg(driver.pid, sig)
     return driver.wait(timeout=300)
 
 
