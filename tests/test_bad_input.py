@@ -368,7 +368,7 @@ def test_trial_config_round_trips_through_dump_yaml(tmp_path: Path) -> None:
 def test_space_yaml_written_by_a_search_reads_back_equal(tmp_path: Path) -> None:
     """Every field type of a space: strings that look like numbers/booleans/null in the name,
     description and W&B block; ints, floats, None, bools, lists; every parameter form."""
-    from tune_app.search import write_space
+    from tune_app.driver import write_space
 
     raw = {
         **SPACE,

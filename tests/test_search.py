@@ -18,6 +18,7 @@ from helpers import SPACE
 
 from search_spaces import load_space
 from tune_app.cli import main
+from tune_app.location import locate
 from tune_app.search import RAY_ENV
 from tune_app.searcher import build_searcher
 from tune_app.wandb_records import read_run, run_files
@@ -296,7 +297,9 @@ def test_uri_storage_keeps_ray_files_there_and_uploads_ours(
     assert (remote / "tuner.pkl").exists() and list(remote.glob("experiment_state-*.json"))
     for f in ("space.yaml", "trials.parquet", "optuna.db"):
         assert (remote / f).exists(), f
-    assert (tmp_path / "cwd" / "experiments" / "u" / "optuna.db").exists()  # the local side
+    local = locate(f"file://{bucket}", "u").local  # the local side, keyed by the whole URI
+    assert local.is_relative_to(tmp_path / "cwd" / "experiments")
+    assert (local / "optuna.db").exists()
     assert len(pd.read_parquet(remote / "trials.parquet")) == 1
     assert main(args) == 2  # the name is taken at that URI
 

@@ -3,8 +3,10 @@
 Ray Tune writes its own files wherever `--storage-path` points (an NFS folder or a URI every
 node can reach). The experiment's other files (`optuna.db`, a SQLite file, cannot live on an
 object store; `wandb/`, `space.yaml`, `trials.parquet`, `analysis/`) are written to a local
-folder, `./experiments/<name>/` when the storage is a URI, and `space.yaml`, `trials.parquet`
-and `optuna.db` are copied beside Ray's files at the end so the remote folder is complete.
+folder, `./experiments/<scheme>/<bucket>/<path>/<name>/` when the storage is a URI (keyed by
+the whole URI, so `s3://a/x` and `s3://b/x` never share one). `space.yaml` is copied beside
+Ray's files when the search starts (so `--resume` finds it from anywhere), and `space.yaml`,
+`trials.parquet` and `optuna.db` at the end, so the remote folder is complete.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
+from urllib.parse import urlsplit
+
+from tune_app.settings import UserInputError
 
 UPLOADED = ("space.yaml", "trials.parquet", "optuna.db")
+# The URI schemes pyarrow's filesystems (and so Ray's storage) understand.
+SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 
 
 def is_uri(path: str | None) -> TypeGuard[str]:
@@ -49,15 +56,26 @@ class Location:
     def exists(self) -> bool:
         return self.local.exists() or (self.remote and self.ray_has(""))
 
-    def upload(self) -> None:
+    def upload(self, files: tuple[str, ...] = UPLOADED) -> None:
         """Copy our files beside Ray's when Ray's folder is remote."""
         if not self.remote:
             return
         import pyarrow.fs
 
-        for file in UPLOADED:
+        fs, path = pyarrow.fs.FileSystem.from_uri(self.ray)
+        fs.create_dir(path, recursive=True)  # object stores need none; file:// and HDFS do
+        for file in files:
             if (self.local / file).exists():
                 pyarrow.fs.copy_files(str(self.local / file), f"{self.ray}/{file}")
+
+    def remove(self, file: str) -> None:
+        """Delete one of our files, locally and beside Ray's (a stale copy misleads readers)."""
+        (self.local / file).unlink(missing_ok=True)
+        if self.remote and self.ray_has(file):
+            import pyarrow.fs
+
+            fs, path = pyarrow.fs.FileSystem.from_uri(self.ray)
+            fs.delete_file(f"{path}/{file}")
 
     def download_space(self) -> Path:
         """space.yaml for --resume: the local copy, else the one uploaded beside Ray's files."""
@@ -71,7 +89,39 @@ class Location:
 
 
 def locate(storage_path: str | None, name: str) -> Location:
+    """Where experiment `name` lives under `--storage-path` (a folder, a URI, or None).
+
+    Raises:
+        UserInputError: a URI scheme pyarrow does not know, or a folder path that is (or lies
+            under) a file.
+    """
     if is_uri(storage_path):
-        return Location(Path("experiments").resolve() / name, f"{storage_path.rstrip('/')}/{name}")
-    local = Path(storage_path or "experiments").expanduser().resolve() / name
+        uri = storage_path.rstrip("/")
+        return Location(local_folder_for(uri) / name, f"{uri}/{name}")
+    root = Path(storage_path or "experiments").expanduser().resolve()
+    check_folder(root)
+    local = root / name
     return Location(local, str(local))
+
+
+def local_folder_for(uri: str) -> Path:
+    """`./experiments/<scheme>/<bucket>/<path>`: one local folder per storage URI."""
+    parts = urlsplit(uri)
+    if parts.scheme not in SCHEMES:
+        raise UserInputError(
+            f"--storage-path {uri}: unknown scheme {parts.scheme!r}; allowed: "
+            f"{', '.join(s + '://' for s in SCHEMES)} or a local folder"
+        )
+    segments = [parts.netloc, *parts.path.split("/")]
+    if any(s in (".", "..") for s in segments):
+        raise UserInputError(f"--storage-path {uri}: '.' and '..' are not allowed in a URI")
+    return Path("experiments").resolve().joinpath(parts.scheme, *[s for s in segments if s])
+
+
+def check_folder(root: Path) -> None:
+    """`root` must be a folder or creatable as one: neither it nor a parent may be a file."""
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserInputError(f"--storage-path {root}: {p} is a file, not a folder")
+            return

@@ -12,8 +12,7 @@ from ray.tune.experiment import Trial
 
 from search_spaces import SearchSpace
 from tune_app import results
-from tune_app.location import Location
-from tune_app.search import (
+from tune_app.driver import (
     METRIC_COLUMNS,
     PARAM_COLUMNS,
     check_resources,
@@ -22,7 +21,8 @@ from tune_app.search import (
     start_ray,
     write_space,
 )
-from tune_app.searcher import build_searcher
+from tune_app.location import Location
+from tune_app.searcher import build_searcher, experiment_study, reopen_in
 from tune_app.trial import trainable
 
 MAX_FAILURES = 2  # a crashed trial is retried from its last checkpoint this many times
@@ -123,34 +123,47 @@ def run_search(
     started = start_ray(address)
     try:
         check_resources(space)
-        if resume:
-            say(f"tune-app search: resuming {where.ray}")
-            tuner = tune.Tuner.restore(
-                # Errored trials already had MAX_FAILURES retries and Optuna has seen them fail;
-                # resuming them would leave the study and Ray's concurrency limit out of step.
-                where.ray,
-                make_trainable(space),
-                resume_unfinished=True,
-                resume_errored=False,
-            )
-        else:
-            write_space(space, where.local)
-            say(f"tune-app search: {space.name} -> {where.ray}")
-            tuner = new_tuner(space, where, wandb_mode)
+        tuner = restore_tuner(space, where) if resume else start_tuner(space, where, wandb_mode)
         tuner.fit()
         return finish(space, where)
     finally:
+        reopen_in(None)
         if started:
             ray.shutdown()
 
 
+def start_tuner(space: SearchSpace, where: Location, wandb_mode: str) -> tune.Tuner:
+    write_space(space, where.local)
+    where.upload(("space.yaml",))  # a remote experiment is resumable from its first moment
+    say(f"tune-app search: {space.name} -> {where.ray}")
+    return new_tuner(space, where, wandb_mode)
+
+
+def restore_tuner(space: SearchSpace, where: Location) -> tune.Tuner:
+    say(f"tune-app search: resuming {where.ray}")
+    # The interrupted run's table is stale from now on: analyze/export read Ray's own files
+    # while this run lives, and finish() writes the table anew.
+    where.remove(results.TABLE)
+    reopen_in(where.local)  # the study in this folder's optuna.db, wherever it was started
+    return tune.Tuner.restore(
+        # Errored trials already had their retries and Optuna has seen them fail; resuming
+        # them would leave the study and Ray's concurrency limit out of step.
+        where.ray,
+        make_trainable(space),
+        resume_unfinished=True,
+        resume_errored=False,
+    )
+
+
 def close_stale_study_trials(experiment: Path) -> None:
-    """Mark FAIL the study trials a killed driver left RUNNING (handed out, never reported)."""
+    """Mark FAIL the study trials still RUNNING once every Ray trial has ended.
+
+    Only for a search that ran to its end: after an interrupt, RUNNING study trials are the
+    paused trials `--resume` will finish and tell (failing them would make that tell fail).
+    """
     import optuna
 
-    from tune_app.searcher import study_storage
-
-    study = optuna.load_study(study_name=experiment.name, storage=study_storage(experiment))
+    study = experiment_study(experiment)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
@@ -162,13 +175,14 @@ def finish(space: SearchSpace, where: Location) -> int:
     if not rows:
         say("tune-app search: no trial ran")
         return 1
-    table = results.write_table(rows, experiment / "trials.parquet")
-    close_stale_study_trials(experiment)
+    table = results.write_table(rows, experiment / results.TABLE)
+    unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
+    if not len(unfinished):
+        close_stale_study_trials(experiment)
     where.upload()
     say("\n" + results.summary_text(table, experiment))
     if sorted((experiment / "wandb").glob("offline-run-*")):
         say(f"  wandb sync {experiment / 'wandb'}/offline-run-*   # upload the W&B runs")
-    unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
     if len(unfinished):
         say(
             f"\n{len(unfinished)} trial(s) unfinished; continue with:\n  tune-app search "

@@ -12,6 +12,8 @@ from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
 
+TABLE = "trials.parquet"
+
 
 def trial_row(
     space: SearchSpace,

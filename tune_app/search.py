@@ -6,39 +6,23 @@ Everything is validated before Ray starts or anything is written: the space, the
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from search_spaces import SearchSpace, SpaceError, load_space
+from tune_app.claim import claim
+from tune_app.driver import RAY_ENV, fixed_settings, say, set_ray_env
 from tune_app.location import Location, locate
 from tune_app.settings import (
     UserInputError,
     check_name,
     default_name,
-    dump_yaml,
     parse_set,
     to_json,
 )
 
-# Quiet, offline Ray. The old output engine is what honours CLIReporter's
-# trimmed columns.
-# Every epoch checkpoints, which makes Ray snapshot the experiment often by design (so a
-# restore finds the newest checkpoint); its warning about that is noise for a small search.
-RAY_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "RAY_DEDUP_LOGS": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    # Starting a trial's W&B logging actor takes about a second, once per trial; Ray's
-    # default 0.5 s "slow callback" warning would repeat that for every trial.
-    "TUNE_WARN_THRESHOLD_S": "5",
-}
-PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
-METRIC_COLUMNS = ("epoch", "phase", "val_accuracy", "train_latency_s")
+# RAY_ENV and fixed_settings stay importable from here (tests and scripts use them).
+__all__ = ["RAY_ENV", "fixed_settings", "search_command"]
 
 
 def resolve_space(
@@ -53,18 +37,6 @@ def resolve_space(
         return load_space(space_arg, overrides)
     except SpaceError as e:
         raise UserInputError(str(e)) from e
-
-
-def fixed_settings(space: SearchSpace) -> dict[str, Any]:
-    """Every TrialConfig field a trial starts from; the searcher's suggestion overrides some."""
-    fixed = space.trial_config({}, "mixtraining", None).to_dict()
-    if "num_threads" not in space.trainer:  # one torch thread per CPU the trial was given
-        fixed["num_threads"] = max(1, int(space.cpu))
-    if space.gpu == 0 and "device" not in space.trainer:
-        # Ray 2.60 no longer hides GPUs from a trial given none: without this, "CPU" trials
-        # would all land on cuda:0 unscheduled.
-        fixed["device"] = "cpu"
-    return fixed
 
 
 def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
@@ -104,38 +76,6 @@ def check_data(space: SearchSpace) -> None:
         check_accel(config.sl_accel, n, config.sl_skip_fraction)
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.{e}") from e
-
-
-def check_resources(space: SearchSpace) -> None:
-    """One trial must fit on one node of the cluster Ray is connected to."""
-    import ray
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    best_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
-    best_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
-    if space.cpu > best_cpu or space.gpu > best_gpu:
-        raise UserInputError(
-            f"{space.source}: resources: a trial asks for cpu={space.cpu}, gpu={space.gpu} but "
-            f"the largest node has {best_cpu:g} CPUs and {best_gpu:g} GPUs"
-        )
-
-
-def set_ray_env() -> None:
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-
-
-def start_ray(address: str | None) -> bool:
-    """Join `address` or start a local Ray; returns True when we started it (and must stop it)."""
-    set_ray_env()
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(
-        address=address, include_dashboard=False, configure_logging=True, logging_level="WARNING"
-    )
-    return True
 
 
 def search_command(
@@ -188,17 +128,20 @@ def search_command(
     if dry_run:
         print(to_json(dry_run_plan(space, where)))
         return 0
-    if resume and not where.ray_has("tuner.pkl"):
-        raise UserInputError(f"--resume: {where.ray} holds no Ray Tune experiment to resume")
-    if not resume and where.exists():
-        raise UserInputError(f"{where.ray} already exists; pass --resume or another --name")
     check_data(space)
-    set_ray_env()  # some of Ray's settings are read once, when ray is first imported
-    from tune_app.orchestrate import run_search  # imports ray: after validation
-    from tune_app.wandb_log import resolve_mode
+    # One driver per experiment: the checks below and everything after run under the claim, so
+    # two drivers can never both find the name free (or both resume it).
+    with claim(where.local, "experiment"):
+        if resume and not where.ray_has("tuner.pkl"):
+            raise UserInputError(f"--resume: {where.ray} holds no Ray Tune experiment to resume")
+        if not resume and where.exists():
+            raise UserInputError(f"{where.ray} already exists; pass --resume or another --name")
+        set_ray_env()  # some of Ray's settings are read once, when ray is first imported
+        from tune_app.orchestrate import run_search  # imports ray: after validation
+        from tune_app.wandb_log import resolve_mode
 
-    mode = "disabled" if resume else resolve_mode(wandb)  # resume: the callbacks come back
-    return run_search(space, where, address=address, resume=resume, wandb_mode=mode)
+        mode = "disabled" if resume else resolve_mode(wandb)  # resume: the callbacks come back
+        return run_search(space, where, address=address, resume=resume, wandb_mode=mode)
 
 
 NO_MIX_NOTICE_SHARE = 0.05  # below this, the duplicated SSL+SL runs are not worth a word
@@ -218,12 +161,3 @@ def note_rho_without_mix(space: SearchSpace) -> None:
         "MixTraining trials will train exactly as the ssl_sl baseline. To spend every trial "
         f"on MixTraining: --set parameters.rho.min={limit:.3g}"
     )
-
-
-def write_space(space: SearchSpace, experiment: Path) -> None:
-    experiment.mkdir(parents=True, exist_ok=True)
-    (experiment / "space.yaml").write_text(dump_yaml(space.to_dict()))
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

@@ -110,15 +110,74 @@ class BaselinesFirst(Searcher):
         self.searcher.restore(checkpoint_path)
 
 
+# Set by a resuming driver before Ray unpickles its searcher: the experiment folder being
+# resumed, whose optuna.db the unpickled study must use (see ExperimentStorage).
+_resume_dir: Path | None = None
+
+
+def study_url(experiment_dir: Path) -> str:
+    return f"sqlite:///{experiment_dir.resolve() / 'optuna.db'}"
+
+
+class ExperimentStorage(optuna.storages.RDBStorage):
+    """The study's storage; unpickled in a resuming driver, it opens that experiment's db.
+
+    Ray pickles the searcher whole (in `tuner.pkl` and its searcher state), storage URL, an
+    absolute path, included; unpickling an RDBStorage connects to that URL at once. A moved
+    experiment would then fail to resume, or write into the copy it was moved from.
+    """
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        if _resume_dir is not None:
+            state = {**state, "url": study_url(_resume_dir)}
+        super().__setstate__(state)
+
+
+def reopen_in(experiment_dir: Path | None) -> None:
+    """Make storages unpickled from now on use `experiment_dir/optuna.db` (None: as pickled)."""
+    global _resume_dir
+    _resume_dir = experiment_dir
+
+
 def study_storage(experiment_dir: Path) -> optuna.storages.RDBStorage:
     """The experiment's study lives in `<experiment>/optuna.db` (optuna-dashboard opens it)."""
-    return optuna.storages.RDBStorage(f"sqlite:///{experiment_dir.resolve() / 'optuna.db'}")
+    return ExperimentStorage(study_url(experiment_dir))
+
+
+def experiment_study(experiment_dir: Path) -> optuna.Study:
+    """The one study in `<experiment>/optuna.db`, whatever the folder is called now."""
+    storage = study_storage(experiment_dir)
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+class ExperimentSearch(OptunaSearch):
+    """Ray's OptunaSearch that leaves no study trial behind after a killed driver.
+
+    A driver killed between Optuna's `ask` and Ray's next snapshot of the searcher leaves
+    study trials RUNNING that the restored searcher never heard of. It hands those out first
+    (their parameters were already sampled), so every study trial ends up as one Ray trial
+    and `optuna.db` agrees with Ray.
+    """
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        known = {t._trial_id for t in self._ot_trials.values()}
+        assert self._ot_study is not None  # restore() has just loaded it
+        running = self._ot_study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        self.orphans = [t._trial_id for t in running if t._trial_id not in known]
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        orphans = getattr(self, "orphans", [])
+        if orphans and trial_id not in self._ot_trials:
+            self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphans.pop(0))
+        return super().suggest(trial_id)
 
 
 def build_searcher(space: SearchSpace, experiment_dir: Path, study_name: str) -> Searcher:
     """Both objectives on the searcher (never on TuneConfig), the space as Optuna distributions."""
     storage = study_storage(experiment_dir)
-    optuna_search = OptunaSearch(
+    optuna_search = ExperimentSearch(
         space=optuna_space(space),
         metric=[o.metric for o in space.objectives],
         mode=[GOAL_TO_MODE[o.goal] for o in space.objectives],

@@ -18,6 +18,8 @@ import torch
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
 from trainers.pipeline import same_recipe
+from tune_app.checkpoints import CheckpointError, load_state
+from tune_app.claim import claim
 from tune_app.settings import (
     UserInputError,
     check_out_path,
@@ -85,10 +87,14 @@ def progress_line(m: dict[str, Any], total: int, elapsed: float) -> str:
 
 
 def load_checkpoint(out: Path) -> dict[str, Any]:
+    """The run's last state; a missing, corrupt or crafted file is bad input naming it."""
     path = out / CHECKPOINT
     if not path.is_file():
         raise UserInputError(f"--resume: {path} does not exist; nothing to resume")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return load_state(path)
+    except CheckpointError as e:
+        raise UserInputError(f"--resume: {e}") from e
 
 
 def train_command(
@@ -100,6 +106,12 @@ def train_command(
         print(to_json(dry_run_plan(config)))
         return 0
     folder = check_out_path(out or Path("runs") / Path(config_path).stem, "--out", folder=True)
+    with claim(folder, "run folder"):  # one process per run folder, before reading anything
+        return train_in(folder, config, config_path, resume)
+
+
+def train_in(folder: Path, config: TrialConfig, config_path: str, resume: bool) -> int:
+    """Train (or resume) `config` in `folder`, which the caller has claimed."""
     checkpoint = load_checkpoint(folder) if resume else None
     if checkpoint is None and (folder / CHECKPOINT).exists():
         raise UserInputError(

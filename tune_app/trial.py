@@ -3,6 +3,10 @@
 Runs inside a Ray worker. The trial's settings are the space's fixed settings plus what the
 searcher suggested (the knobs, or a baseline's pipeline and seed). A trial restored by Ray
 (`FailureConfig` retry or `--resume`) continues after its last checkpointed epoch.
+
+Ray retries every error alike. A failure that would repeat (a non-finite loss, data or
+settings the run rejects, an unreadable checkpoint) is recorded in the trial's folder, and the
+retry that finds the record fails at once with the same message instead of training again.
 """
 
 from __future__ import annotations
@@ -11,15 +15,36 @@ import logging
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from ray import tune
 
-from trainers import TrialConfig, plan_for, run
+from trainers import ConfigError, NonFiniteLossError, SetupError, TrialConfig, plan_for, run
+from tune_app.checkpoints import CheckpointError, load_state
 
 STATE_FILE = "state.pt"
+# Errors that the same config and checkpoint raise again on every attempt.
+DETERMINISTIC = (NonFiniteLossError, SetupError, ConfigError, CheckpointError)
+FAILED_FILE = "deterministic_failure.txt"
+
+
+class RepeatedFailure(RuntimeError):
+    """A retry of a trial whose previous attempt failed in a way that would repeat."""
+
+
+def failure_record() -> Path:
+    """Where an attempt records a deterministic failure for the attempts after it."""
+    return Path(tune.get_context().get_trial_dir()) / FAILED_FILE
+
+
+def fail_if_failed_before(record: Path) -> None:
+    if record.exists():
+        raise RepeatedFailure(
+            f"{record.read_text()}\n(not retried: the previous attempt failed the same way)"
+        )
 
 
 def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfig:
@@ -37,12 +62,12 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
     return config
 
 
-def load_state() -> dict[str, Any] | None:
+def restored_state() -> dict[str, Any] | None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        return load_state(os.path.join(d, STATE_FILE))  # tensors and plain values only
 
 
 def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
@@ -58,6 +83,20 @@ def trainable(
     """Ray function trainable; `fixed` and `fault` come through `tune.with_parameters`."""
     # Ray logs "Checkpoint successfully created" per epoch per trial at INFO: noise here.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    record = failure_record()
+    fail_if_failed_before(record)
+    try:
+        run_trial(suggested, fixed, fault)
+    except DETERMINISTIC as e:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{type(e).__name__}: {e}")
+        raise
+
+
+def run_trial(
+    suggested: dict[str, Any], fixed: dict[str, Any], fault: tuple[int, str] | None
+) -> None:
+    """One attempt: build the config, resume from Ray's checkpoint if any, train, report."""
     config = trial_config(fixed, suggested)
     planned = sum(epochs for _, epochs in plan_for(config))
     tags = {
@@ -74,4 +113,4 @@ def trainable(
             tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, load_state())
+    run(config, report, restored_state())

@@ -1,0 +1,108 @@
+"""What the search command and its Ray side share: Ray's environment, starting Ray, the fixed
+settings of every trial, the progress columns and the driver's messages.
+
+Kept apart so that `tune_app.search` (validation, before Ray is imported) and
+`tune_app.orchestrate` (the Ray Tune side) both import it and never each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from search_spaces import SearchSpace
+from tune_app.settings import UserInputError, dump_yaml
+
+# Quiet, offline Ray. The old output engine is what honours CLIReporter's trimmed columns.
+# Every epoch checkpoints, which makes Ray snapshot the experiment often by design (so a
+# restore finds the newest checkpoint); its warning about that is noise for a small search.
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Starting a trial's W&B logging actor takes about a second, once per trial; Ray's
+    # default 0.5 s "slow callback" warning would repeat that for every trial.
+    "TUNE_WARN_THRESHOLD_S": "5",
+}
+PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
+METRIC_COLUMNS = ("epoch", "phase", "val_accuracy", "train_latency_s")
+
+
+def fixed_settings(space: SearchSpace) -> dict[str, Any]:
+    """Every TrialConfig field a trial starts from; the searcher's suggestion overrides some."""
+    fixed = space.trial_config({}, "mixtraining", None).to_dict()
+    if "num_threads" not in space.trainer:  # one torch thread per CPU the trial was given
+        fixed["num_threads"] = max(1, int(space.cpu))
+    if space.gpu == 0 and "device" not in space.trainer:
+        # Ray 2.60 no longer hides GPUs from a trial given none: without this, "CPU" trials
+        # would all land on cuda:0 unscheduled.
+        fixed["device"] = "cpu"
+    return fixed
+
+
+def check_resources(space: SearchSpace) -> None:
+    """One trial must fit on one node of the cluster Ray is connected to."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    best_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
+    best_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
+    if space.cpu > best_cpu or space.gpu > best_gpu:
+        raise UserInputError(
+            f"{space.source}: resources: a trial asks for cpu={space.cpu}, gpu={space.gpu} but "
+            f"the largest node has {best_cpu:g} CPUs and {best_gpu:g} GPUs"
+        )
+
+
+def set_ray_env() -> None:
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def ray_init_address(address: str | None) -> str:
+    """What `ray.init` is given: `--address` as typed, else "local".
+
+    Without an address, `ray.init()` joins whatever cluster `RAY_ADDRESS` or a `ray start` left
+    on the machine names; "local" always starts a private Ray for this driver alone.
+    """
+    return address or "local"
+
+
+def start_ray(address: str | None) -> bool:
+    """Join `address` or start a private local Ray; True when we started it (and must stop it).
+
+    Raises:
+        UserInputError: `--address` names no reachable cluster.
+    """
+    set_ray_env()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=ray_init_address(address),
+            include_dashboard=False,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, ValueError) as e:  # no cluster there, or a malformed address
+        raise UserInputError(
+            f"--address {address}: cannot join a Ray cluster ({e}); start one with "
+            "`ray start --head`, or leave --address out to run on this machine"
+        ) from e
+    return True
+
+
+def write_space(space: SearchSpace, experiment: Path) -> None:
+    experiment.mkdir(parents=True, exist_ok=True)
+    (experiment / "space.yaml").write_text(dump_yaml(space.to_dict()))
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
