@@ -175,3 +175,21 @@ def test_hypervolume_history_follows_finish_time(tmp_path) -> None:
     assert h.order == FINISH_ORDER and h.ids == ["b", "c", "a"]
     assert h.hypervolume[0] < h.hypervolume[1] < h.hypervolume[2]
     assert h.hypervolume[-1] == pytest.approx(a.hypervolume["mixtraining"])
+
+
+def test_importing_analysis_loads_no_optuna_plotly_or_matplotlib() -> None:
+    """Importing `analysis` must stay cheap: the heavy libraries load only to compute or draw."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, analysis, analysis.write, analysis.tuner_plots, analysis.tuner_png; "
+        "print(sorted(m for m in ('optuna', 'plotly', 'matplotlib', 'ray', 'torch') "
+        "if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "[]"

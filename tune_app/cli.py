@@ -93,7 +93,13 @@ def analyze(experiment: str, out: str | None, wandb_workspace: bool) -> int:
 
 @cli.command()
 @click.argument("experiment", metavar="EXP_DIR")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to serve on (on 127.0.0.1 only).",
+)
 def dashboard(experiment: str, port: int) -> int:
     """Open the experiment's Optuna study in optuna-dashboard (needs tune-app[dashboard])."""
     from tune_app.dashboard import dashboard_command
