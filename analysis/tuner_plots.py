@@ -58,6 +58,7 @@ class Slice:
     y: list[float]
     on_front: list[bool]
     ids: list[str]
+    choices: list[str] | None = None  # a categorical knob's values in the space's order
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ def slice_data(analysis: Analysis, knobs: list[str], choices: dict[str, list]) -
     for metric in exp.metrics:
         y = mix[metric].astype(float).tolist()
         for k in knobs:
-            x = mix[k].astype(str) if k in choices else mix[k].astype(float)
-            out.append(Slice(k, metric, x.tolist(), y, front, ids))
+            labels = [str(c) for c in choices[k]] if k in choices else None
+            x = mix[k].astype(str) if labels else mix[k].astype(float)
+            out.append(Slice(k, metric, x.tolist(), y, front, ids, labels))
     return out
 
 

@@ -97,7 +97,11 @@ def slices_png(plots: TunerPlots, path: Path) -> None:
     for s in plots.slices:
         ax = axes[metrics.index(s.metric), knobs.index(s.knob)]
         colours = [FRONT if f else DOMINATED for f in s.on_front]
-        ax.scatter(s.x, s.y, c=colours, s=18, edgecolors="white", linewidths=0.4)
+        # a categorical knob at its position in the space, so every panel reads alike
+        x = [s.choices.index(v) for v in s.x] if s.choices else s.x
+        ax.scatter(x, s.y, c=colours, s=18, edgecolors="white", linewidths=0.4)
+        if s.choices:
+            ax.set_xticks(range(len(s.choices)), s.choices)
         ax.set_xlabel(s.knob, fontsize=8)
         ax.tick_params(labelsize=7)
         if knobs.index(s.knob) == 0:

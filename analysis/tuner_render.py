@@ -13,7 +13,9 @@ from analysis.plots import AXIS_LABELS
 from analysis.render import COLOURS
 from analysis.tuner_plots import History, ParallelData, Slice, TunerPlots
 
-FRONT, DOMINATED = COLOURS["MixTraining Pareto front"], COLOURS["MixTraining, dominated"]
+# Grey, not pareto.png's light blue, for dominated trials: dozens of overlapping lines need
+# more contrast with the front than two marker sizes do.
+FRONT, DOMINATED = COLOURS["MixTraining Pareto front"], "#b8b8b8"
 EVALUATOR_NAMES = {"fanova": "fANOVA", "ped_anova": "PED-ANOVA"}
 EVALUATOR_COLOURS = {"fanova": "#08519c", "ped_anova": "#d95f02"}
 
@@ -57,8 +59,11 @@ def importance_figure(plots: TunerPlots) -> Any:
                 row=1,
                 col=col,
             )
-    fig.update_layout(title=importance_title(plots), template="plotly_white", barmode="group")
+    fig.update_layout(
+        title=importance_title(plots), template="plotly_white", barmode="group", height=480
+    )
     fig.update_xaxes(range=[0, 1], title_text="share of importance")
+    fig.update_yaxes(autorange="reversed")  # knobs top-down in the space's order
     return fig
 
 
@@ -77,7 +82,7 @@ def parallel_figure(data: ParallelData) -> Any:
     line = {"color": colour, "colorscale": [[0, DOMINATED], [1, FRONT]], "cmin": 0, "cmax": 1}
     fig = go.Figure(go.Parcoords(dimensions=[_dimension(a) for a in data.axes], line=line))
     title = "Knobs and objectives of the complete MixTraining trials (dark: on the Pareto front)"
-    fig.update_layout(title=title, template="plotly_white")
+    fig.update_layout(title=title, template="plotly_white", height=520)
     return fig
 
 
@@ -114,10 +119,14 @@ def slices_figure(slices: list[Slice]) -> Any:
         row, col = metrics.index(s.metric) + 1, knobs.index(s.knob) + 1
         for trace in _slice_traces(s, first=(row, col) == (1, 1)):
             fig.add_trace(trace, row=row, col=col)
-        fig.update_xaxes(title_text=s.knob, row=row, col=col)
+        order = {"categoryorder": "array", "categoryarray": s.choices} if s.choices else {}
+        fig.update_xaxes(title_text=s.knob, row=row, col=col, **order)
         if col == 1:
             fig.update_yaxes(title_text=label(s.metric), row=row, col=col)
-    fig.update_layout(title="Each knob against each objective", template="plotly_white")
+    height = 160 + 300 * len(metrics)
+    fig.update_layout(
+        title="Each knob against each objective", template="plotly_white", height=height
+    )
     return fig
 
 
@@ -141,6 +150,7 @@ def history_figure(history: History) -> Any:
         xaxis_title="complete MixTraining trials finished",
         yaxis_title="hypervolume (reference point as in summary.json)",
         template="plotly_white",
+        height=460,
     )
     return fig
 

@@ -141,6 +141,8 @@ def test_parallel_and_slice_data_of_a_finished_experiment(tmp_path) -> None:
     assert [(s.knob, s.metric) for s in plots.slices] == [
         (k, m) for m in METRICS for k in ["alpha", "rho", "lam", "anneal"]
     ]
+    assert plots.slices[3].choices == ["none", "linear", "cosine"]  # anneal, in space order
+    assert plots.slices[0].choices is None
     alpha_acc = plots.slices[0]
     assert dict(zip(alpha_acc.ids, zip(alpha_acc.x, alpha_acc.y, strict=True), strict=True))[
         "m4"
