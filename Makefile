@@ -36,7 +36,7 @@ $(BIN)/python:
 # Re-installs when pyproject.toml changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,dashboard,workspace]'
 	@touch $(STAMP)
 
 dataset:

@@ -220,17 +220,22 @@ def hypervolume_section(analysis: Analysis) -> list[str]:
     ]
 
 
-def report_markdown(analysis: Analysis) -> str:
-    """report.md: headline, what was searched, front, baselines, noise, hypervolume, files."""
+def report_markdown(analysis: Analysis, extra: list[str] | None = None) -> str:
+    """report.md: headline, what was searched, front, baselines, noise, hypervolume, files.
+
+    `extra` (Markdown lines, e.g. the knob importance section) goes before the file list.
+    """
     name = analysis.experiment.space.get("name", analysis.experiment.path.name)
     lines = [f"# Analysis of `{name}`", ""]
     lines += [f"- {line}" for line in headline(analysis)] + [""]
     lines += searched_section(analysis) + front_section(analysis) + baselines_section(analysis)
-    lines += noise_section(analysis) + hypervolume_section(analysis)
+    lines += noise_section(analysis) + hypervolume_section(analysis) + (extra or [])
     lines += [
         "## Files",
         "",
-        "`pareto.png` and `pareto.html` (the plot; hover for each trial's knobs), "
+        "`pareto.png` and `pareto.html` (the plot; hover for each trial's knobs; the page also "
+        "has the importance bars, parallel coordinates, slices and hypervolume history), "
+        "`importance.png`, `parallel_coordinates.png`, `slices.png`, `hypervolume_history.png`, "
         "`pareto.parquet` (the front, keyed by trial_id), `summary.json` (every number above).",
         "",
     ]

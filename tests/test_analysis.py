@@ -330,6 +330,7 @@ def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture
     out = finished / "analysis"
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["pareto.parquet", "summary.json", "pareto.png", "pareto.html", "report.md"]
+        + ["importance.png", "parallel_coordinates.png", "slices.png", "hypervolume_history.png"]
     )
     headline = capsys.readouterr().out
     assert "3 of 6 MixTraining trials dominate the SSL+SL mean" in headline
@@ -388,6 +389,55 @@ def test_html_renders_a_plot_in_headless_chromium(finished: Path, tmp_path: Path
     markers = re.findall(r'class="point[ "]', run.stdout)
     assert len(markers) >= len(FRONT_IDS)  # markers were drawn
     assert "net::ERR" not in run.stderr  # nothing fetched from the network
+    # the trade-off plot and the four tuner figures, parallel coordinates among them
+    assert run.stdout.count('class="plotly-graph-div js-plotly-plot"') == 5
+    assert 'class="parcoords"' in run.stdout
+
+
+def plotly_figures(html: str) -> dict[str, tuple[list[dict], dict]]:
+    """div id -> (traces, layout) of every `Plotly.newPlot(id, data, layout, ...)` in a page."""
+    decoder, comma = json.JSONDecoder(), re.compile(r"\s*,\s*")
+    out = {}
+    for call in re.finditer(r"Plotly\.newPlot\(\s*", html):
+        div, end = decoder.raw_decode(html, call.end())
+        traces, end = decoder.raw_decode(html, comma.match(html, end).end())
+        layout, _ = decoder.raw_decode(html, comma.match(html, end).end())
+        out[div] = (traces, layout)
+    return out
+
+
+def test_pareto_html_holds_the_tuner_figures(finished: Path) -> None:
+    assert main(["analyze", str(finished)]) == 0
+    out = finished / "analysis"
+    figures = plotly_figures((out / "pareto.html").read_text())
+    assert list(figures)[1:] == ["tuner-importance", "tuner-parallel", "tuner-slices",
+                                 "tuner-history"]  # fmt: skip
+    bars, layout = figures["tuner-importance"]
+    assert {t["type"] for t in bars} == {"bar"} and len(bars) == 4  # 2 evaluators x 2 objectives
+    assert {t["name"] for t in bars} == {"fANOVA", "PED-ANOVA"}
+    assert all(t["y"] == list(KNOBS) for t in bars)
+    assert "Only 6 complete MixTraining trials" in layout["title"]["text"]  # too few: said so
+    (parallel,), _ = figures["tuner-parallel"]
+    assert parallel["type"] == "parcoords"
+    labels = [d["label"] for d in parallel["dimensions"]]
+    assert labels == [*KNOBS, "validation accuracy", "training latency (s)"]
+    accuracy = parallel["dimensions"][4]["values"]
+    colour = dict(zip(accuracy, parallel["line"]["color"], strict=True))
+    assert colour[0.78] == 0 and colour[0.90] == 1  # m4 dominated, m3 on the front
+    slices, _ = figures["tuner-slices"]
+    assert {t["type"] for t in slices} == {"scatter"}
+    assert len(slices) == 2 * len(KNOBS) * 2  # front + dominated per (knob, objective)
+    assert sum(len(t["x"]) for t in slices) == 6 * len(KNOBS) * 2
+    (history,), _ = figures["tuner-history"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert history["y"][-1] == pytest.approx(summary["hypervolume"]["mixtraining"])
+    assert summary["hypervolume_history"]["hypervolume"] == history["y"]
+    assert set(summary["importance"]) == {"val_accuracy", "train_latency_s"}
+    assert set(summary["importance"]["val_accuracy"]) == set(KNOBS)
+    assert summary["importance_detail"]["trials"] == 6
+    report = (out / "report.md").read_text()
+    assert "## What drives each objective" in report and "| 1 | `" in report
+    assert "Only 6 complete MixTraining trials" in report
 
 
 # ---------------------------------------------------------------- Ray files only (no parquet)

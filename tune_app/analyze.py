@@ -28,6 +28,7 @@ from analysis import (
 )
 from analysis.records import plain
 from analysis.report import headline
+from analysis.write import written_lines
 from tune_app.settings import UserInputError, check_out_path, dump_yaml
 
 # An execution detail of the search slot (threads per Ray CPU), not of the trial's recipe:
@@ -35,8 +36,9 @@ from tune_app.settings import UserInputError, check_out_path, dump_yaml
 NOT_EXPORTED = ("num_threads",)
 
 
-def analyze_command(experiment: str, out: str | None) -> int:
-    """Body of `tune-app analyze`: write the analysis files, print the headline."""
+def analyze_command(experiment: str, out: str | None, wandb_workspace: bool = False) -> int:
+    """Body of `tune-app analyze`: write the analysis files, print the headline and where
+    each file is; with `wandb_workspace`, also save the W&B view (never fails the command)."""
     if out is not None:
         check_out_path(out, "--out", folder=True)
     try:
@@ -44,12 +46,24 @@ def analyze_command(experiment: str, out: str | None) -> int:
     except ExperimentError as e:
         raise UserInputError(str(e)) from e
     print("\n".join(headline(analysis)))
-    print(f"Wrote {folder}/: report.md, pareto.png, pareto.html, pareto.parquet, summary.json")
+    print("\n".join(written_lines(folder)))
     log_to_wandb(analysis, folder / "pareto.png")
+    if wandb_workspace:
+        save_view(analysis)
     if analysis.mix.empty:
         print("tune-app analyze: no MixTraining trial completed (see report.md)", file=sys.stderr)
         return 1
     return 0
+
+
+def save_view(analysis: Analysis) -> None:
+    """`--wandb-workspace`: the W&B saved view, or one line saying why there is none."""
+    from tune_app.wandb_workspace import WorkspaceUnavailable, save_workspace
+
+    try:
+        print(f"W&B workspace view: {save_workspace(analysis)}")
+    except WorkspaceUnavailable as e:
+        print(f"tune-app analyze: no W&B workspace view: {e}", file=sys.stderr)
 
 
 def wandb_rows(analysis: Analysis) -> list[dict[str, Any]]:

@@ -80,11 +80,32 @@ def search(space_arg: str | None, **options: object) -> int:
 @cli.command()
 @click.argument("experiment", metavar="EXP_DIR")
 @click.option("--out", default=None, help="Where to write (default: EXP_DIR/analysis).")
-def analyze(experiment: str, out: str | None) -> int:
+@click.option(
+    "--wandb-workspace",
+    is_flag=True,
+    help="Also save a W&B view of the experiment's group (online; needs tune-app[workspace]).",
+)
+def analyze(experiment: str, out: str | None, wandb_workspace: bool) -> int:
     """Pareto front of an experiment against the baselines: plots, report, summary."""
     from tune_app.analyze import analyze_command  # pandas, pyarrow: keep --help fast
 
-    return analyze_command(experiment, out)
+    return analyze_command(experiment, out, wandb_workspace)
+
+
+@cli.command()
+@click.argument("experiment", metavar="EXP_DIR")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to serve on (on 127.0.0.1 only).",
+)
+def dashboard(experiment: str, port: int) -> int:
+    """Open the experiment's Optuna study in optuna-dashboard (needs tune-app[dashboard])."""
+    from tune_app.dashboard import dashboard_command
+
+    return dashboard_command(experiment, port)
 
 
 @cli.command()

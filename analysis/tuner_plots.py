@@ -1,0 +1,168 @@
+"""The data of the plots a tuner expects: pure functions; `analysis.tuner_render` draws them.
+
+- parallel coordinates: one line per complete MixTraining trial over the searched knobs, ending
+  in the objectives, coloured by front membership;
+- slices: each knob against each objective;
+- hypervolume history: the front's hypervolume after each finished trial, in finish order;
+- importance (computed in `analysis.importance`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.hypervolume import hypervolume
+from analysis.importance import (
+    Importance,
+    distributions,
+    importance_json,
+    param_importance,
+    searched,
+)
+from analysis.load import read_results
+from analysis.pareto import to_minimize
+from analysis.summary import Analysis
+
+FINISH_ORDER = "finish time (each trial's last result.json timestamp)"
+TABLE_ORDER = "trials.parquet row order (no result.json timestamps found)"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One parallel-coordinates axis; a categorical knob gets positions 0..k-1 and `ticks`."""
+
+    name: str
+    values: list[float]
+    ticks: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ParallelData:
+    axes: list[Axis]
+    on_front: list[bool]
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One knob against one objective; `x` holds strings for a categorical knob."""
+
+    knob: str
+    metric: str
+    x: list[float | str]
+    y: list[float]
+    on_front: list[bool]
+    ids: list[str]
+    choices: list[Any] | None = None  # a categorical knob's values in the space's order
+
+
+@dataclass(frozen=True)
+class History:
+    """Hypervolume of the complete MixTraining trials finished so far, after each one."""
+
+    finished: list[int]
+    hypervolume: list[float]
+    ids: list[str]
+    order: str
+
+
+@dataclass(frozen=True)
+class TunerPlots:
+    knobs: list[str]
+    importance: Importance
+    parallel: ParallelData
+    slices: list[Slice]
+    history: History
+
+
+def _knob_axis(name: str, column: pd.Series, choices: list | None) -> Axis:
+    if choices is None:
+        return Axis(name, column.astype(float).tolist())
+    labels = [str(c) for c in choices]
+    return Axis(name, [float(labels.index(str(v))) for v in column], labels)
+
+
+def parallel_data(analysis: Analysis, knobs: list[str], choices: dict[str, list]) -> ParallelData:
+    """Axes: the searched knobs, then the objectives; one line per complete MixTraining trial."""
+    mix, exp = analysis.mix, analysis.experiment
+    axes = [_knob_axis(k, mix[k], choices.get(k)) for k in knobs]
+    axes += [Axis(m, mix[m].astype(float).tolist()) for m in exp.metrics]
+    return ParallelData(axes, mix["on_front"].astype(bool).tolist(), mix["trial_id"].tolist())
+
+
+def slice_data(analysis: Analysis, knobs: list[str], choices: dict[str, list]) -> list[Slice]:
+    """Every (knob, objective) pair, knobs in space order, objectives in the space's order."""
+    mix, exp = analysis.mix, analysis.experiment
+    front, ids = mix["on_front"].astype(bool).tolist(), mix["trial_id"].tolist()
+    out = []
+    for metric in exp.metrics:
+        y = mix[metric].astype(float).tolist()
+        for k in knobs:
+            labels = [str(c) for c in choices[k]] if k in choices else None
+            x = mix[k].astype(str) if labels else mix[k].astype(float)
+            out.append(Slice(k, metric, x.tolist(), y, front, ids, labels))
+    return out
+
+
+def finish_times(path: Path, trial_ids: list[str]) -> list[float] | None:
+    """Each trial's last reported timestamp from `<exp>/<trial_id>/result.json`, or None."""
+    times = []
+    for tid in trial_ids:
+        results = read_results(path / str(tid) / "result.json")
+        stamp = results[-1].get("timestamp") if results else None
+        if stamp is None:
+            return None
+        times.append(float(stamp))
+    return times
+
+
+def history_data(analysis: Analysis) -> History:
+    """Hypervolume (summary.json's reference point) after each complete MixTraining trial.
+
+    Trials are taken in finish order when every one has a result.json timestamp, else in the
+    table's order; the last value equals the front's hypervolume in summary.json.
+    """
+    mix, exp = analysis.mix, analysis.experiment
+    if mix.empty or analysis.reference is None:
+        return History([], [], [], TABLE_ORDER)
+    ids = mix["trial_id"].tolist()
+    times = finish_times(exp.path, ids)
+    order = np.argsort(times, kind="stable") if times else np.arange(len(mix))
+    costs = to_minimize(mix[exp.metrics].to_numpy(dtype=float), exp.goals)[order]
+    ref = to_minimize(np.asarray(analysis.reference, dtype=float), exp.goals)[0]
+    volumes = [hypervolume(costs[: k + 1], ref) for k in range(len(costs))]
+    return History(
+        list(range(1, len(costs) + 1)),
+        volumes,
+        [ids[i] for i in order],
+        FINISH_ORDER if times else TABLE_ORDER,
+    )
+
+
+def tuner_plots(analysis: Analysis) -> TunerPlots:
+    """Importance and the data of every tuner plot for one analysed experiment."""
+    exp = analysis.experiment
+    parameters = exp.space.get("parameters") or {}
+    dists = searched(distributions(parameters))
+    knobs = [k for k in dists if k in analysis.mix]
+    choices = {k: list(d.choices) for k, d in dists.items() if hasattr(d, "choices")}
+    importance = param_importance(analysis.mix, parameters, exp.metrics, exp.goals)
+    return TunerPlots(
+        knobs,
+        importance,
+        parallel_data(analysis, knobs, choices),
+        slice_data(analysis, knobs, choices),
+        history_data(analysis),
+    )
+
+
+def tuner_json(plots: TunerPlots) -> dict[str, Any]:
+    """What summary.json gains: importance (see analysis.importance) and the hypervolume history."""
+    h = plots.history
+    history = {"order": h.order, "trials": h.ids, "hypervolume": h.hypervolume}
+    return {**importance_json(plots.importance), "hypervolume_history": history}
