@@ -94,7 +94,7 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
         "Next:",
         f"  tune-app analyze {experiment}",
         f"  tune-app export {experiment} --select knee --out best.yaml",
-        f"  optuna-dashboard sqlite:///{experiment.resolve() / 'optuna.db'}",
+        f"  tune-app dashboard {experiment}   # the Optuna study (tune-app[dashboard])",
     ]
     return "\n".join(lines)
 
