@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tune_app.search import RAY_ENV
+from tune_app.driver import RAY_ENV
 
 # Nothing listens on port 9 of this machine: a test that tries to reach W&B fails locally, and a
 # developer's `wandb login` (~/.netrc for api.wandb.ai) does not match this host, so tune-app's

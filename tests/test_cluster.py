@@ -12,7 +12,7 @@ import yaml
 from helpers import SPACE
 
 from tune_app.cli import main
-from tune_app.search import RAY_ENV
+from tune_app.driver import RAY_ENV
 
 
 @pytest.fixture(scope="module")

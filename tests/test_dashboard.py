@@ -65,6 +65,13 @@ def test_unnamed_objectives_get_the_space_names_and_named_ones_are_kept(tmp_path
     assert metric_names(named) == METRICS
 
 
+def test_dashboard_on_a_corrupt_study_file_exits_2(tmp_path: Path, capsys) -> None:
+    exp = study_experiment(tmp_path / "exp", named=True)
+    (exp / "optuna.db").write_text("not a database\n")
+    assert main(["dashboard", str(exp), "--port", "1"]) == 2
+    assert "optuna.db: not an Optuna database" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("missing", ["folder", "optuna.db", "space.yaml"])
 def test_dashboard_bad_input_exits_2(tmp_path: Path, missing: str, capsys) -> None:
     exp = study_experiment(tmp_path / "exp", named=True)
@@ -108,6 +115,7 @@ def chromium_dom(url: str, profile: Path) -> str:
     return run.stdout
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package `chromium`) installed")
 def test_dashboard_shows_the_study_objectives_and_trials_in_chromium(tmp_path: Path) -> None:
     pytest.importorskip("optuna_dashboard", reason="the dashboard extra is not installed")

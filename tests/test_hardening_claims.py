@@ -93,6 +93,17 @@ def test_a_second_train_into_the_same_out_exits_2(tmp_path: Path, holder, capsys
     assert not folder.exists()
 
 
+def test_every_spelling_of_a_folder_has_one_lock(tmp_path: Path, monkeypatch) -> None:
+    """`--out .`, a relative and an absolute path to the same folder: one claim, not three."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert lock_path(Path(".")) == lock_path(folder) == lock_path(Path("../run"))
+    with claim(Path("."), "run folder"), pytest.raises(ClaimHeld):
+        with claim(folder, "run folder"):
+            pass
+
+
 def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path: Path) -> None:
     folder = tmp_path / "store" / "same"
     proc = start_holder(folder)

@@ -69,7 +69,9 @@ def test_trial_state_load_refuses_a_crafted_checkpoint(tmp_path: Path, monkeypat
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "text", "foreign_dict", "other_version"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "text", "foreign_dict", "other_version", "wrong_types"]
+)
 def test_a_damaged_checkpoint_is_bad_input_naming_the_file(
     tmp_path: Path, capsys, damage: str
 ) -> None:
@@ -83,6 +85,9 @@ def test_a_damaged_checkpoint_is_bad_input_naming_the_file(
         path.write_text("not a checkpoint\n")
     elif damage == "foreign_dict":
         torch.save({"weights": torch.zeros(3)}, path)
+    elif damage == "wrong_types":  # every key present, but not what a checkpoint holds
+        state = torch.load(path, weights_only=True)
+        torch.save({**state, "config": 1, "history": "x"}, path)
     else:
         state = torch.load(path, weights_only=True)
         torch.save({**state, "version": 1}, path)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 import yaml
 from helpers import SPACE
 from ray import tune
@@ -103,6 +104,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.ray
 def test_ctrl_c_then_resume_of_a_moved_copy_agrees(tmp_path: Path) -> None:
     """SIGINT pauses the trials (never FAIL in the study); a copy resumes into its own db."""
     first, moved = tmp_path / "first", tmp_path / "moved"
@@ -118,6 +120,7 @@ def test_ctrl_c_then_resume_of_a_moved_copy_agrees(tmp_path: Path) -> None:
     assert digest(first / "k" / "optuna.db") == before  # the old copy is untouched
 
 
+@pytest.mark.ray
 def test_sigkill_then_resume_agrees(tmp_path: Path) -> None:
     storage = tmp_path / "exp"
     assert start_and_stop(tmp_path, storage, signal.SIGKILL) == -signal.SIGKILL
@@ -142,6 +145,8 @@ def test_a_killed_drivers_orphan_study_trial_is_handed_out_again(tmp_path: Path)
     resumed = inner_searcher(tmp_path / "k")
     resumed.restore(str(tmp_path / "searcher.pkl"))
     assert resumed.suggest("t2") == orphan
+    # the very study trial the killed driver asked for, not a fresh draw of the same values
+    assert resumed._ot_trials["t2"].number == first._ot_trials["t1"].number
     for tid in ("t0", "t2"):
         resumed.on_trial_complete(tid, result={"val_accuracy": 0.5, "train_latency_s": 1.0})
     states = [t.state for t in study_trials(tmp_path / "k")]

@@ -18,8 +18,8 @@ from helpers import SPACE
 
 from search_spaces import load_space
 from tune_app.cli import main
+from tune_app.driver import RAY_ENV
 from tune_app.location import locate
-from tune_app.search import RAY_ENV
 from tune_app.searcher import build_searcher
 from tune_app.wandb_records import read_run, run_files
 
@@ -306,7 +306,7 @@ def test_uri_storage_keeps_ray_files_there_and_uploads_ours(
 
 def test_trials_run_on_the_cpu_unless_the_space_asks_for_gpus(tmp_path: Path) -> None:
     """Ray 2.60 leaves GPUs visible to trials given none: gpu 0 must mean device cpu."""
-    from tune_app.search import fixed_settings
+    from tune_app.driver import fixed_settings
 
     assert fixed_settings(load_space(str(write_space(tmp_path))))["device"] == "cpu"
     gpu = load_space(str(write_space(tmp_path, resources={"cpu": 1, "gpu": 0.5})))

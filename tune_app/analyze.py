@@ -134,8 +134,6 @@ def export_command(
     experiment: str, select: str, max_latency: float | None, min_accuracy: float | None, out: str
 ) -> int:
     """Body of `tune-app export`: write the selected trial config(s); list what was written."""
-    if Path(out).is_dir():
-        raise UserInputError(f"--out {out}: is a folder; give a file name such as best.yaml")
     check_out_path(out, "--out", folder=False)
     try:
         analysis = analyze_experiment(load_experiment(experiment))

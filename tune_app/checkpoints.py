@@ -16,6 +16,7 @@ from trainers.pipeline import STATE_VERSION
 
 # What every `Trainer.state_dict` holds; a dict without these is not one of our checkpoints.
 REQUIRED_KEYS = ("version", "config", "epoch", "model", "history", "rng")
+REQUIRED_TYPES = {"config": dict, "epoch": int, "model": dict, "history": list, "rng": dict}
 
 
 class CheckpointError(ValueError):
@@ -44,6 +45,9 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a loadable checkpoint ({reason})") from e
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not a tune-app checkpoint (keys missing)")
+    wrong = [k for k, kind in REQUIRED_TYPES.items() if not isinstance(state[k], kind)]
+    if wrong:  # right keys, wrong contents: foreign or crafted, never half-trusted
+        raise CheckpointError(f"{path}: not a tune-app checkpoint (bad {', '.join(wrong)})")
     if state["version"] != STATE_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint version {state['version']!r}; this tune-app reads "

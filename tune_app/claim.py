@@ -27,6 +27,8 @@ class ClaimHeld(UserInputError):
 
 
 def lock_path(folder: Path) -> Path:
+    """The lock file of `folder`, however the path is spelled (`.`, relative, absolute)."""
+    folder = Path(folder).resolve()
     return folder.parent / f".{folder.name}.lock"
 
 

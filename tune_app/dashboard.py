@@ -14,6 +14,7 @@ from typing import Any
 
 from analysis import ExperimentError
 from analysis.load import read_space
+from tune_app.location import study_url
 from tune_app.settings import UserInputError
 
 EXTRA = "pip install 'tune-app[dashboard]'"
@@ -23,13 +24,17 @@ DEFAULT_PORT = 8080
 def storage_of(experiment: Path) -> Any:
     """The experiment's Optuna storage; bad input (no folder, no optuna.db) is UserInputError."""
     import optuna
+    import sqlalchemy.exc
 
     db = experiment / "optuna.db"
     if not db.is_file():
         raise UserInputError(
             f"{db}: no such file; give an experiment folder written by `tune-app search`"
         )
-    return optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
+    try:
+        return optuna.storages.RDBStorage(study_url(experiment))
+    except sqlalchemy.exc.DatabaseError as e:  # a file, but not an SQLite database
+        raise UserInputError(f"{db}: not an Optuna database ({e.orig})") from e
 
 
 def name_objectives(storage: Any, metrics: list[str]) -> list[str]:

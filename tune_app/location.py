@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeGuard
 from urllib.parse import urlsplit
 
-from tune_app.settings import UserInputError
+from tune_app.settings import UserInputError, check_out_path
 
 UPLOADED = ("space.yaml", "trials.parquet", "optuna.db")
 # The URI schemes pyarrow's filesystems (and so Ray's storage) understand.
@@ -99,7 +99,7 @@ def locate(storage_path: str | None, name: str) -> Location:
         uri = storage_path.rstrip("/")
         return Location(local_folder_for(uri) / name, f"{uri}/{name}")
     root = Path(storage_path or "experiments").expanduser().resolve()
-    check_folder(root)
+    check_out_path(root, "--storage-path", folder=True)
     local = root / name
     return Location(local, str(local))
 
@@ -118,10 +118,6 @@ def local_folder_for(uri: str) -> Path:
     return Path("experiments").resolve().joinpath(parts.scheme, *[s for s in segments if s])
 
 
-def check_folder(root: Path) -> None:
-    """`root` must be a folder or creatable as one: neither it nor a parent may be a file."""
-    for p in (root, *root.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise UserInputError(f"--storage-path {root}: {p} is a file, not a folder")
-            return
+def study_url(experiment_dir: Path) -> str:
+    """SQLAlchemy URL of the experiment's Optuna study (`<experiment>/optuna.db`)."""
+    return f"sqlite:///{experiment_dir.resolve() / 'optuna.db'}"

@@ -143,9 +143,8 @@ def restore_tuner(space: SearchSpace, where: Location) -> tune.Tuner:
     say(f"tune-app search: resuming {where.ray}")
     # The interrupted run's table is stale from now on: analyze/export read Ray's own files
     # while this run lives, and finish() writes the table anew.
-    where.remove(results.TABLE)
     reopen_in(where.local)  # the study in this folder's optuna.db, wherever it was started
-    return tune.Tuner.restore(
+    tuner = tune.Tuner.restore(
         # Errored trials already had their retries and Optuna has seen them fail; resuming
         # them would leave the study and Ray's concurrency limit out of step.
         where.ray,
@@ -153,6 +152,8 @@ def restore_tuner(space: SearchSpace, where: Location) -> tune.Tuner:
         resume_unfinished=True,
         resume_errored=False,
     )
+    where.remove(results.TABLE)  # only once the restore worked: a failed one keeps the table
+    return tuner
 
 
 def close_stale_study_trials(experiment: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from search_spaces import SearchSpace, SpaceError, load_space
 from tune_app.claim import claim
-from tune_app.driver import RAY_ENV, fixed_settings, say, set_ray_env
+from tune_app.driver import say, set_ray_env
 from tune_app.location import Location, locate
 from tune_app.settings import (
     UserInputError,
@@ -20,9 +20,6 @@ from tune_app.settings import (
     parse_set,
     to_json,
 )
-
-# RAY_ENV and fixed_settings stay importable from here (tests and scripts use them).
-__all__ = ["RAY_ENV", "fixed_settings", "search_command"]
 
 
 def resolve_space(
@@ -128,7 +125,6 @@ def search_command(
     if dry_run:
         print(to_json(dry_run_plan(space, where)))
         return 0
-    check_data(space)
     # One driver per experiment: the checks below and everything after run under the claim, so
     # two drivers can never both find the name free (or both resume it).
     with claim(where.local, "experiment"):
@@ -136,6 +132,7 @@ def search_command(
             raise UserInputError(f"--resume: {where.ray} holds no Ray Tune experiment to resume")
         if not resume and where.exists():
             raise UserInputError(f"{where.ray} already exists; pass --resume or another --name")
+        check_data(space)  # decodes the whole dataset: only once the name is known to be ours
         set_ray_env()  # some of Ray's settings are read once, when ray is first imported
         from tune_app.orchestrate import run_search  # imports ray: after validation
         from tune_app.wandb_log import resolve_mode

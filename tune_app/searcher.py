@@ -16,6 +16,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import Param, SearchSpace
+from tune_app.location import study_url
 
 GOAL_TO_MODE = {"maximize": "max", "minimize": "min"}
 
@@ -113,10 +114,6 @@ class BaselinesFirst(Searcher):
 # Set by a resuming driver before Ray unpickles its searcher: the experiment folder being
 # resumed, whose optuna.db the unpickled study must use (see ExperimentStorage).
 _resume_dir: Path | None = None
-
-
-def study_url(experiment_dir: Path) -> str:
-    return f"sqlite:///{experiment_dir.resolve() / 'optuna.db'}"
 
 
 class ExperimentStorage(optuna.storages.RDBStorage):
