@@ -13,7 +13,7 @@ from analysis.summary import (
     left_out_counts,
     within_noise,
 )
-from analysis.verdict_report import headline_lines, verdict_section
+from analysis.verdict_report import headline_lines, latency_section, verdict_section
 
 COMPARED = ("ssl_sl", "sl")  # the paper's claim is against SSL+SL; SL is the cheap floor
 
@@ -229,6 +229,7 @@ def report_markdown(analysis: Analysis) -> str:
         lines += verdict_section(analysis.verdict, exp.metrics, exp.knobs)
     lines += baselines_section(analysis)
     lines += noise_section(analysis) + hypervolume_section(analysis)
+    lines += latency_section(analysis.done)
     lines += [
         "## Files",
         "",

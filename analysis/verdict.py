@@ -3,7 +3,8 @@
 A confirmed MixTraining configuration (2+ seeds) *dominates* a baseline (2+ seeds) when its
 means are at least as good on every objective and, on each objective where it claims to be
 better, a one-sided Welch t-test over the seed values gives p < 0.05 after Holm's correction
-across every test the report makes. Single-seed configurations are never tested.
+across every claim the report assesses (see `TEST_RULE`). Single-seed configurations are
+never tested.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ BOOTSTRAP_SAMPLES = 1000
 # and an exact test would otherwise confirm a claim made of rounding.
 TIE_RTOL = 1e-9
 TEST_RULE = (
-    "one-sided Welch t-test (scipy.stats.ttest_ind, equal_var=False) over seed values on each "
-    "objective where the configuration's mean is better than the baseline's, for every "
-    "confirmed configuration whose means are at least as good on every objective; p-values "
-    "Holm-corrected across all these tests; a claim holds when every one of its tests has "
-    "corrected p < 0.05. When both samples are constant (a deterministic metric such as "
-    "calibrated_latency_s) the difference is exact: p = 0 and the interval is the difference."
+    "every confirmed configuration (2+ seeds) is assessed against every baseline with 2+ seeds. "
+    "It can dominate only if its means are at least as good on every objective; then each "
+    "objective where its mean is better gets a one-sided Welch t-test (scipy.stats.ttest_ind, "
+    "equal_var=False) over the seed values, and the claim's p-value is the largest of them "
+    "(all must hold). Holm's correction runs across all assessed claims (p = 1 for those whose "
+    "means do not dominate); a claim holds when its corrected p < 0.05. When both samples are "
+    "constant (a deterministic metric such as calibrated_latency_s) the difference is exact: "
+    "p = 0 and the interval is the difference."
 )
 
 
@@ -43,12 +46,13 @@ class Verdict:
 
     `tests` has one row per (config_id, baseline, metric) tested: `diff` (configuration mean
     minus baseline mean, natural units), `ci_low`/`ci_high` (95% two-sided Welch interval of
-    the difference), `p` (one-sided, raw) and `p_holm`.
+    the difference), `p` (one-sided, raw) and `p_holm` (its claim's Holm-adjusted p).
     """
 
     configs: pd.DataFrame
     tests: pd.DataFrame
     confirmed_dominance: dict[str, list[str]]
+    claims: pd.DataFrame  # one row per (confirmed config, testable baseline): p, p_holm
     untestable: dict[str, str] = field(default_factory=dict)  # baseline -> why no claim
     unconfirmed_dominating: dict[str, list[str]] = field(default_factory=dict)
     hypervolume: dict[str, Any] = field(default_factory=dict)
@@ -75,12 +79,12 @@ def welch_one_sided(a: np.ndarray, b: np.ndarray, goal: str) -> tuple[float, flo
         tie = is_tie(a.mean(), b.mean())
         better = not tie and (diff > 0 if goal == "maximize" else diff < 0)
         return (0.0 if better else 1.0), diff, diff, diff
-    alternative = "greater" if goal == "maximize" else "less"
     with warnings.catch_warnings():
         if np.ptp(a) == 0 or np.ptp(b) == 0:
             # One side is exactly constant (variance exactly 0): scipy's "precision loss"
             # warning about nearly identical data does not apply.
             warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        alternative = "greater" if goal == "maximize" else "less"
         p = stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue
         interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(1 - ALPHA)
     return float(p), diff, float(interval.low), float(interval.high)
@@ -121,39 +125,65 @@ def mean_dominates(config: pd.Series, base: pd.Series, metrics, goals) -> list[s
     return [m for m, flag in zip(metrics, better, strict=True) if flag]
 
 
+def baseline_config(configs: pd.DataFrame, baseline: str) -> tuple[pd.Series | None, str | None]:
+    """The baseline's configuration (most seeds), or None and why it cannot be tested."""
+    rows = configs[configs["pipeline"] == baseline]
+    if rows.empty:
+        return None, "no complete trial"
+    base = rows.sort_values("n", ascending=False, kind="stable").iloc[0]
+    if base["n"] < 2:
+        return None, "one seed (add seeds under baselines.seeds)"
+    return base, None
+
+
+def claim_tests(config, base, by_id, baseline, metrics, goals) -> list[list[Any]]:
+    """The Welch tests of one claim: one per objective where the config's mean is better."""
+    rows = []
+    for m in mean_dominates(config, base, metrics, goals) or []:
+        goal = goals[list(metrics).index(m)]
+        k = list(metrics).index(m)
+        a, b = by_id[config["config_id"]][:, k], by_id[base["config_id"]][:, k]
+        rows.append([config["config_id"], baseline, m, goal, *welch_one_sided(a, b, goal)])
+    return rows
+
+
 def dominance_tests(
     configs: pd.DataFrame, done: pd.DataFrame, metrics: Sequence[str], goals: Sequence[str]
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Every test the claims need (before correction), and why a baseline could not be tested."""
-    rows, untestable = [], {}
-    by_id = {cid: r for cid, r in done.groupby("config_id", sort=False)}
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Every claim the report assesses, the tests behind them, and untestable baselines.
+
+    A claim is (confirmed configuration, testable baseline): the report states for every
+    such pair whether it holds, so every pair is in the correction's family. Its p-value is
+    the largest of its tests' (it holds only if all do; an intersection-union test), or 1
+    when its means do not dominate (nothing to test).
+    """
+    tests, claims, untestable = [], [], {}
+    by_id = values_by_config(done, metrics)
     confirmed = configs[(configs["pipeline"] == MIX) & configs["confirmed"]]
     for baseline in BASELINES:
-        base = configs[configs["pipeline"] == baseline]
-        if base.empty:
-            untestable[baseline] = "no complete trial"
+        base, why = baseline_config(configs, baseline)
+        if base is None:
+            untestable[baseline] = why
             continue
-        base = base.sort_values("n", ascending=False).iloc[0]
-        if base["n"] < 2:
-            untestable[baseline] = "one seed (add seeds under baselines.seeds)"
-            continue
-        for _, config in confirmed.iterrows():
-            better = mean_dominates(config, base, metrics, goals)
-            for m in better or []:
-                goal = goals[list(metrics).index(m)]
-                a, b = by_id[config["config_id"]][m], by_id[base["config_id"]][m]
-                p, diff, low, high = welch_one_sided(a, b, goal)
-                rows.append([config["config_id"], baseline, m, goal, diff, low, high, p])
-    columns = ["config_id", "baseline", "metric", "goal", "diff", "ci_low", "ci_high", "p"]
-    return pd.DataFrame(rows, columns=columns), untestable
+        for config in confirmed.to_dict("records"):
+            rows = claim_tests(config, base, by_id, baseline, metrics, goals)
+            p = max((r[4] for r in rows), default=1.0)
+            claims.append([config["config_id"], baseline, bool(rows), p])
+            tests += rows
+    columns = ["config_id", "baseline", "metric", "goal", "p", "diff", "ci_low", "ci_high"]
+    claim_columns = ["config_id", "baseline", "means_dominate", "p"]
+    return (
+        pd.DataFrame(tests, columns=columns),
+        pd.DataFrame(claims, columns=claim_columns),
+        untestable,
+    )
 
 
-def confirmed_claims(tests: pd.DataFrame) -> dict[str, list[str]]:
-    """Per baseline: the configurations all of whose tests pass after Holm's correction."""
+def confirmed_claims(claims: pd.DataFrame) -> dict[str, list[str]]:
+    """Per baseline: the configurations whose claim passes after Holm's correction."""
     out: dict[str, list[str]] = {b: [] for b in BASELINES}
-    for (cid, baseline), rows in tests.groupby(["config_id", "baseline"], sort=False):
-        if (rows["p_holm"] < ALPHA).all():
-            out[str(baseline)].append(str(cid))
+    for _, c in claims[claims["means_dominate"] & (claims["p_holm"] < ALPHA)].iterrows():
+        out[str(c["baseline"])].append(str(c["config_id"]))
     return out
 
 
@@ -170,16 +200,23 @@ def unconfirmed_winners(
         base = base.sort_values("n", ascending=False).iloc[0]
         out[baseline] = [
             str(c["config_id"])
-            for _, c in single.iterrows()
+            for c in single.to_dict("records")
             if mean_dominates(c, base, metrics, goals)
         ]
     return out
 
 
+def values_by_config(done: pd.DataFrame, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """config_id -> its seeds' objective values [n, M]."""
+    values = done[list(metrics)].to_numpy(dtype=float)
+    groups = done.groupby("config_id", sort=False).indices if len(done) else {}
+    return {cid: values[idx] for cid, idx in groups.items()}
+
+
 def seed_values(done: pd.DataFrame, configs: pd.DataFrame, metrics) -> list[np.ndarray]:
     """Per configuration (row order of `configs`): its seeds' values [n, M]."""
-    by_id = {cid: rows for cid, rows in done.groupby("config_id", sort=False)}
-    return [by_id[cid][list(metrics)].to_numpy(dtype=float) for cid in configs["config_id"]]
+    by_id = values_by_config(done, metrics)
+    return [by_id[cid] for cid in configs["config_id"]]
 
 
 def bootstrap_means(values: list[np.ndarray], samples: int, rng: np.random.Generator):
@@ -283,16 +320,23 @@ def build_verdict(
         reference: the hypervolume reference point in natural units (None: no hypervolume).
         samples: bootstrap resamples (0 skips the interval, as the simulation test does).
     """
+    # Only the columns used: grouping a wide trials table copies every column of every group.
+    needed = ["trial_id", "config_id", "pipeline", "seed", *knobs, *metrics]
+    done = done[[c for c in dict.fromkeys(needed) if c in done]]
     configs = mark_config_front(group_configs(done, metrics, knobs), metrics, goals)
-    tests, untestable = dominance_tests(configs, done, metrics, goals)
-    tests["p_holm"] = holm(tests["p"].to_numpy()) if len(tests) else []
+    tests, claims, untestable = dominance_tests(configs, done, metrics, goals)
+    claims["p_holm"] = holm(claims["p"].to_numpy()) if len(claims) else []
+    adjusted = claims.set_index(["config_id", "baseline"])["p_holm"]
+    keys = list(zip(tests["config_id"], tests["baseline"], strict=True))
+    tests["p_holm"] = [float(adjusted[k]) for k in keys]
     volumes = (
         hypervolume_verdict(configs, done, metrics, goals, reference, samples) if samples else {}
     )
     return Verdict(
         configs,
         tests,
-        confirmed_claims(tests),
+        confirmed_claims(claims),
+        claims,
         untestable,
         unconfirmed_winners(configs, metrics, goals),
         volumes,

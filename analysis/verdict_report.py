@@ -97,7 +97,7 @@ def tests_table(verdict: Verdict) -> str:
         ]
         for _, t in verdict.tests.iterrows()
     ]
-    headers = ["config", "vs", "metric", "difference", "95% CI", "p (one-sided)", "p (Holm)"]
+    headers = ["config", "vs", "metric", "difference", "95% CI", "p (one-sided)", "claim p (Holm)"]
     return md_table(headers, rows)
 
 
@@ -128,8 +128,42 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "alpha": ALPHA,
         "rule": TEST_RULE,
         "configurations": verdict.configs.to_dict("records"),
+        "claims": verdict.claims.to_dict("records"),
         "tests": verdict.tests.to_dict("records"),
         "untestable": verdict.untestable,
         "unconfirmed_dominating": verdict.unconfirmed_dominating,
         "hypervolume": verdict.hypervolume,
     }
+
+
+CONTENTION = 1.5  # measured/calibrated this far above the experiment's median ratio: load
+
+
+def latency_section(done: pd.DataFrame) -> list[str]:
+    """report.md: measured vs calibrated latency per trial, flagging trials slowed by load.
+
+    The calibrated figure is load-independent; a trial whose measured/calibrated ratio sits
+    far above the experiment's median ran while the machine was busy (contention).
+    """
+    if "calibrated_latency_s" not in done or done["calibrated_latency_s"].isna().all():
+        return []
+    rows = done[done["calibrated_latency_s"] > 0]
+    ratio = rows["train_latency_s"].astype(float) / rows["calibrated_latency_s"].astype(float)
+    typical = float(ratio.median())
+    table = [
+        [
+            r["trial_id"],
+            r["pipeline"],
+            fmt_value("train_latency_s", r["train_latency_s"]),
+            fmt_value("calibrated_latency_s", r["calibrated_latency_s"]),
+            f"{q:.2f}",
+            "contention" if q > CONTENTION * typical else "",
+        ]
+        for (_, r), q in zip(rows.iterrows(), ratio, strict=True)
+    ]
+    headers = ["trial", "pipeline", "measured", "calibrated", "measured / calibrated", "note"]
+    note = (
+        f"`contention`: the measured latency ran more than {CONTENTION:g}x the median ratio "
+        f"({typical:.2f}) above its calibration: the machine was busy while it trained."
+    )
+    return ["## Measured vs calibrated latency", "", md_table(headers, table), "", note, ""]

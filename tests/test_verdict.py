@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,12 @@ def test_a_clear_winner_is_confirmed_and_a_noisy_one_is_not() -> None:
         ("win", "train_latency_s"),
         ("win", "val_accuracy"),
     ]
-    np.testing.assert_allclose(v.tests["p_holm"], holm(v.tests["p"]))
+    # The family: every confirmed configuration against every baseline with 2+ seeds.
+    assert len(v.claims) == 6 and v.claims["means_dominate"].sum() == 2
+    claim_p = v.tests.groupby(["config_id", "baseline"])["p"].max()
+    for _, c in v.claims.iterrows():
+        assert c["p"] == claim_p.get((c["config_id"], c["baseline"]), 1.0)
+    np.testing.assert_allclose(v.claims["p_holm"], holm(v.claims["p"]))
     noisy = v.tests.set_index(["config_id", "metric"]).loc[("noisy", "val_accuracy")]
     assert noisy["p_holm"] >= 0.05 and noisy["ci_low"] < 0 < noisy["ci_high"]
 
@@ -207,6 +213,11 @@ def test_holm_counts_every_claim_the_report_makes() -> None:
     crowded = verdict_of({"base": base, "m": marginal, "s": strong})
     assert len(crowded.tests) == 3  # m: accuracy; s: accuracy and the exact latency
     assert crowded.confirmed_dominance["ssl_sl"] == ["m", "s"]
+    # A confirmed configuration that does not dominate is still assessed (p = 1): it counts.
+    worse = [(0.70, 25.0), (0.71, 25.0)]
+    assessed = verdict_of({"base": base, "m": marginal, "w": worse})
+    assert assessed.claims["p_holm"].tolist() == pytest.approx([2 * p, 1.0])
+    assert assessed.confirmed_dominance["ssl_sl"] == []
 
 
 def test_no_claims_without_seeds() -> None:
@@ -296,3 +307,79 @@ def test_single_seed_front_is_the_trial_front(tmp_path: Path) -> None:
     assert front_ids == set(a.front["trial_id"])
     knee = configs.loc[configs["knee"], "trial_ids"].iloc[0]
     assert knee == [a.knee["trial_id"]]
+
+
+def test_trials_parquet_rows_carry_role_and_the_config_id_analysis_computes(tmp_path) -> None:
+    import yaml
+    from helpers import SPACE
+
+    from search_spaces import load_space
+    from tune_app.results import trial_row
+
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    space = load_space(str(path))
+    knobs = {"alpha": 0.3, "rho": 0.7, "lam": 0.5, "anneal": "cosine"}
+    rows = [
+        trial_row(space, "a", "TERMINATED", {**knobs, "seed": 0}, {}, None),
+        trial_row(space, "b", "TERMINATED", {**knobs, "seed": 1, "role": "confirm"}, {}, None),
+        trial_row(space, "c", "TERMINATED", {"pipeline": "sl", "seed": 0}, {}, None),
+        trial_row(space, "d", "TERMINATED", {"pipeline": "sl", "seed": 1}, {}, None),
+    ]
+    table = pd.DataFrame(rows)
+    assert table["role"].tolist() == ["search", "confirm", "baseline", "baseline"]
+    assert table["config_id"].nunique() == 2
+    assert table["config_id"].iloc[0] == table["config_id"].iloc[1]
+    # The id analysis computes for a table without the column (Ray's files) is the same.
+    recomputed = config_ids(table.drop(columns="config_id"), yaml.safe_load(path.read_text()))
+    assert recomputed.tolist() == table["config_id"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("confirm", "message"),
+    [
+        ({"top_k": 0, "seeds": [1]}, "search.confirm.top_k: expected an integer >= 1"),
+        ({"top_k": 2, "seeds": [0]}, "search.confirm.seeds: 0 is search.seed"),
+        ({"top_k": 2, "seeds": []}, "search.confirm.seeds: expected a non-empty list"),
+        ({"top_k": 2, "seeds": [1, 1]}, "search.confirm.seeds: 1 is listed twice"),
+        ({"top_k": 2, "seeds": ["1"]}, "search.confirm.seeds: expected integers"),
+        ({"top_k": 2, "seeds": [1], "every": 1}, "search.confirm.every: unknown key"),
+    ],
+)
+def test_search_confirm_is_validated(confirm: dict, message: str) -> None:
+    from search_spaces import SpaceError, load_space
+
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        load_space("vit_mix", {"search.confirm": confirm})
+
+
+def test_search_confirm_round_trips_and_is_off_by_default(tmp_path) -> None:
+    import yaml
+
+    from search_spaces import load_space
+
+    space = load_space("vit_mix", {"search.confirm": {"top_k": 3, "seeds": [1, 2]}})
+    assert (space.confirm_top_k, space.confirm_seeds) == (3, (1, 2))
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space.to_dict()))
+    assert load_space(str(path)) == space
+    plain = load_space("vit_mix")
+    assert plain.confirm_top_k == 0 and "confirm" not in plain.to_dict()["search"]
+
+
+def test_report_flags_trials_whose_measured_latency_ran_far_above_calibration() -> None:
+    from analysis.verdict_report import latency_section
+
+    done = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d"],
+            "pipeline": ["mixtraining", "mixtraining", "sl", "ssl_sl"],
+            "train_latency_s": [11.0, 33.0, 5.5, 22.0],  # b ran 3x its calibration
+            "calibrated_latency_s": [10.0, 10.0, 5.0, 20.0],
+        }
+    )
+    text = "\n".join(latency_section(done))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.count("|") > 5}
+    assert "contention" in rows["b"] and "3.00" in rows["b"]
+    assert all("contention" not in rows[t] for t in ("a", "c", "d"))
+    assert latency_section(done.drop(columns="calibrated_latency_s")) == []
