@@ -17,6 +17,7 @@ AXIS_LABELS = {
     "val_accuracy": "validation accuracy",
     "test_accuracy": "test accuracy",
     "train_latency_s": "training latency (s)",
+    "calibrated_latency_s": "calibrated training latency (s)",
     "train_gflops": "training compute (GFLOPs)",
 }
 # Only used to fill the second axis of a one-objective search.

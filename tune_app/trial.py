@@ -53,9 +53,13 @@ def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
 
 
 def trainable(
-    suggested: dict[str, Any], fixed: dict[str, Any], fault: tuple[int, str] | None = None
+    suggested: dict[str, Any],
+    fixed: dict[str, Any],
+    fault: tuple[int, str] | None = None,
+    step_costs: dict[str, float] | None = None,
 ) -> None:
-    """Ray function trainable; `fixed` and `fault` come through `tune.with_parameters`."""
+    """Ray function trainable; `fixed`, `fault` and `step_costs` (the experiment's calibrated
+    seconds per step kind) come through `tune.with_parameters`."""
     # Ray logs "Checkpoint successfully created" per epoch per trial at INFO: noise here.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     config = trial_config(fixed, suggested)
@@ -74,4 +78,4 @@ def trainable(
             tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, load_state())
+    run(config, report, load_state(), step_costs)
