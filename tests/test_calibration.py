@@ -99,6 +99,11 @@ def test_a_table_missing_a_kind_is_a_setup_error() -> None:
     assert calibrated_seconds({"sl": 3, "mix_full": 0}, {"sl": 0.5}) == 1.5
 
 
+def test_calibrating_for_a_missing_device_is_a_setup_error() -> None:
+    with pytest.raises(SetupError, match="cuda"):
+        calibrate(tiny(device="cuda"), {"sl"}, steps=1, warmup=0)
+
+
 def test_no_table_no_metric() -> None:
     last = run(tiny(epochs_ssl=1, epochs_sl=1), lambda m, s: None)
     assert "calibrated_latency_s" not in last

@@ -193,10 +193,13 @@ def calibrate(
     Every kind runs on the same fresh model and the run's own batches (drawing the batch is
     timed, as in training); the median of `steps` steps after `warmup` untimed ones.
     """
-    from trainers.pipeline import Trainer  # the pipeline imports this module for step kinds
+    from trainers.pipeline import SetupError, Trainer  # pipeline imports this module
     from trainers.runtime import resolve_runtime
 
-    rt = resolve_runtime(config)
+    try:
+        rt = resolve_runtime(config)
+    except ValueError as e:  # e.g. cuda requested without a GPU: as run() reports it
+        raise SetupError(str(e)) from e
     trainer = Trainer(config, rt)
     table, spread = {}, {}
     for kind in sorted(set(kinds)):
