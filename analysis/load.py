@@ -21,6 +21,7 @@ FINAL_METRICS = (
     "val_accuracy",
     "test_accuracy",
     "train_latency_s",
+    "calibrated_latency_s",
     "train_gflops",
     "images_per_s",
     "loss_ssl",

@@ -17,6 +17,7 @@ AXIS_LABELS = {
     "val_accuracy": "validation accuracy",
     "test_accuracy": "test accuracy",
     "train_latency_s": "training latency (s)",
+    "calibrated_latency_s": "calibrated training latency (s)",
     "train_gflops": "training compute (GFLOPs)",
 }
 # Only used to fill the second axis of a one-objective search.
@@ -44,6 +45,19 @@ class BaselineMean:
 
 
 @dataclass(frozen=True)
+class ConfigMean:
+    """A confirmed configuration (2+ seeds): its mean, the seeds' sample std, its seeds."""
+
+    config_id: str
+    x: float
+    y: float
+    x_err: float
+    y_err: float
+    n: int
+    claims: tuple[str, ...]  # baselines it is confirmed to dominate (analysis.verdict)
+
+
+@dataclass(frozen=True)
 class PlotData:
     x_metric: str
     y_metric: str
@@ -56,6 +70,7 @@ class PlotData:
     front_labels: list[tuple[float, float, str]]  # trial ids beside front points (PNG)
     baselines: list[BaselineMean]
     knee: Points | None
+    configs: list[ConfigMean] = field(default_factory=list)  # confirmed MixTraining configs
 
 
 def plot_axes(metrics: list[str], goals: list[str]) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -157,7 +172,32 @@ def plot_data(analysis: Analysis) -> PlotData:
         front_labels=point_labels(front),
         baselines=means,
         knee=None if knee is None else _points("knee", knee.to_frame().T, x, y, exp.knobs),
+        configs=confirmed_configs(analysis, x, y),
     )
+
+
+def confirmed_configs(analysis: Analysis, x: str, y: str) -> list[ConfigMean]:
+    """The confirmed MixTraining configurations, drawn as means with std error bars."""
+    verdict = analysis.verdict
+    if verdict is None or x not in analysis.experiment.metrics:
+        return []
+    if y not in analysis.experiment.metrics:
+        return []
+    configs = verdict.configs
+    rows = configs[(configs["pipeline"] == MIX) & configs["confirmed"]]
+    won = verdict.confirmed_dominance
+    return [
+        ConfigMean(
+            str(c["config_id"]),
+            float(c[f"{x}_mean"]),
+            float(c[f"{y}_mean"]),
+            float(c[f"{x}_std"]),
+            float(c[f"{y}_std"]),
+            int(c["n"]),
+            tuple(b for b, ids in won.items() if c["config_id"] in ids),
+        )
+        for _, c in rows.iterrows()
+    ]
 
 
 def plot_title(analysis: Analysis) -> str:
@@ -171,5 +211,8 @@ def plot_title(analysis: Analysis) -> str:
 def plot_note(analysis: Analysis) -> str:
     counts = left_out_counts(analysis)
     left = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-    base = "Complete trials only; error bars: sample std over seeds"
+    base = (
+        "Complete trials only; circles: single runs; squares: confirmed configurations (2+ "
+        "seeds) at their mean; error bars: sample std over seeds"
+    )
     return f"{base}; left out: {left}." if left else f"{base}; none left out."

@@ -9,6 +9,8 @@ import pandas as pd
 
 from analysis.hypervolume import KNEE_RULE, REFERENCE_RULE
 from analysis.summary import Analysis, beats, better_everywhere, left_out_counts, within_noise
+from analysis.verdict import BASELINES
+from analysis.verdict_report import verdict_json
 
 
 def plain(value: Any) -> Any:
@@ -100,5 +102,11 @@ def summary_json(analysis: Analysis) -> dict[str, Any]:
         "hypervolume": hypervolume_json(analysis),
         "knee": None if knee is None else {**trial_record(knee, trial_columns), "rule": KNEE_RULE},
         "front": [trial_record(r, trial_columns) for _, r in analysis.front.iterrows()],
+        "confirmed_dominance": (
+            analysis.verdict.confirmed_dominance
+            if analysis.verdict is not None
+            else {b: [] for b in BASELINES}
+        ),
+        "verdict": None if analysis.verdict is None else verdict_json(analysis.verdict),
     }
     return plain(summary)

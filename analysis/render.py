@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from analysis.plots import BaselineMean, PlotData, Points
+from analysis.plots import BaselineMean, ConfigMean, PlotData, Points
 
 # One colour per group, shared by both renderers so the PNG and the HTML read alike.
 COLOURS = {
@@ -50,6 +50,42 @@ def _mpl_baseline(b: BaselineMean) -> dict[str, Any]:
     return {"fmt": "D", "ms": 8, "color": colour(b.label), "mec": "black", "capsize": 4}
 
 
+CONFIRMED = "confirmed configuration: mean ± std over seeds"
+
+
+def _mpl_config(c: ConfigMean) -> dict[str, Any]:
+    # Filled when it carries a confirmed dominance claim, hollow otherwise.
+    face = FRONT if c.claims else "white"
+    return {"fmt": "s", "ms": 8, "color": FRONT, "mfc": face, "mec": "black", "capsize": 3}
+
+
+def _plotly_config(c: ConfigMean, data: PlotData, first: bool) -> dict[str, Any]:
+    claims = ", ".join(c.claims) or "none"
+    tip = (
+        f"config {c.config_id} (n={c.n} seeds; confirmed claims: {claims})"
+        f"<br>{data.x_label} = %{{x:.4g}} ± {c.x_err:.3g}"
+        f"<br>{data.y_label} = %{{y:.4g}} ± {c.y_err:.3g}"
+    )
+    return {
+        "x": [c.x],
+        "y": [c.y],
+        "mode": "markers",
+        "name": CONFIRMED,
+        "legendgroup": "confirmed",
+        "showlegend": first,
+        "customdata": [c.config_id],
+        "hovertemplate": tip + "<extra></extra>",
+        "marker": {
+            "symbol": "square" if c.claims else "square-open",
+            "size": 12,
+            "color": FRONT,
+            "line": {"color": "black", "width": 1},
+        },
+        "error_x": {"type": "data", "array": [c.x_err], "visible": True},
+        "error_y": {"type": "data", "array": [c.y_err], "visible": True},
+    }
+
+
 def draw_png(data: PlotData, path: Path) -> None:
     """Write the trade-off plot as a PNG to `path` (any suffix; the format is PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -67,6 +103,9 @@ def draw_png(data: PlotData, path: Path) -> None:
     for b in data.baselines:
         style = _mpl_baseline(b)
         ax.errorbar(b.x, b.y, yerr=b.y_err, xerr=b.x_err, label=b.label, zorder=4, **style)
+    for i, c in enumerate(data.configs):
+        label = CONFIRMED if i == 0 else None  # one legend entry for all of them
+        ax.errorbar(c.x, c.y, yerr=c.y_err, xerr=c.x_err, label=label, zorder=4, **_mpl_config(c))
     if data.knee is not None:
         label = f"knee (trial {data.knee.ids[0]})"
         star = {"marker": "*", "s": 260, "color": "gold", "edgecolors": "black"}
@@ -131,6 +170,8 @@ def draw_html(data: PlotData, path: Path) -> None:
         fig.add_scatter(**_plotly_points(group))
     for b in data.baselines:
         fig.add_scatter(**_plotly_baseline(b, data))
+    for i, c in enumerate(data.configs):
+        fig.add_scatter(**_plotly_config(c, data, i == 0))
     if data.knee is not None:
         knee = {**_plotly_points(data.knee), "name": "knee"}
         knee["marker"] = {"symbol": "star", "size": 18, "color": "gold"}

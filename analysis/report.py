@@ -13,6 +13,7 @@ from analysis.summary import (
     left_out_counts,
     within_noise,
 )
+from analysis.verdict_report import headline_lines, latency_section, verdict_section
 
 COMPARED = ("ssl_sl", "sl")  # the paper's claim is against SSL+SL; SL is the cheap floor
 
@@ -65,11 +66,8 @@ def headline(analysis: Analysis) -> list[str]:
     lines.append(
         f"Pareto front: {len(analysis.front)} trial(s); knee {knee['trial_id']} ({knee_values})"
     )
-    for pipeline in COMPARED:
-        if pipeline in analysis.baselines:
-            lines.append(beat_line(analysis, pipeline))
-    if "ssl_sl" not in analysis.baselines:
-        lines.append("No complete SSL+SL baseline: dominance over SSL+SL not assessed.")
+    if analysis.verdict is not None:  # only seed-confirmed claims make the headline
+        lines += headline_lines(analysis.verdict)
     return lines
 
 
@@ -135,7 +133,7 @@ def versus_section(analysis: Analysis, pipeline: str) -> list[str]:
     name, metrics = PIPELINE_NAMES.get(pipeline, pipeline), analysis.experiment.metrics
     stats = analysis.baselines[pipeline]
     winners = beats(analysis, pipeline)
-    lines = [f"### {name}", "", beat_line(analysis, pipeline) + ".", ""]
+    lines = [f"### {name}", "", beat_line(analysis, pipeline) + " (single runs, no claim).", ""]
     if winners.empty:
         return lines
     rows = [
@@ -228,8 +226,13 @@ def report_markdown(analysis: Analysis, extra: list[str] | None = None) -> str:
     name = analysis.experiment.space.get("name", analysis.experiment.path.name)
     lines = [f"# Analysis of `{name}`", ""]
     lines += [f"- {line}" for line in headline(analysis)] + [""]
-    lines += searched_section(analysis) + front_section(analysis) + baselines_section(analysis)
-    lines += noise_section(analysis) + hypervolume_section(analysis) + (extra or [])
+    lines += searched_section(analysis) + front_section(analysis)
+    if analysis.verdict is not None:
+        exp = analysis.experiment
+        lines += verdict_section(analysis.verdict, exp.metrics, exp.knobs)
+    lines += baselines_section(analysis)
+    lines += noise_section(analysis) + hypervolume_section(analysis)
+    lines += latency_section(analysis.done) + (extra or [])
     lines += [
         "## Files",
         "",

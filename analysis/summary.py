@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.configs import config_ids
 from analysis.hypervolume import hypervolume, knee_index, reference_point
 from analysis.load import Experiment
 from analysis.pareto import dominates, pareto_mask, to_minimize
+from analysis.verdict import Verdict, build_verdict
 
 MIX = "mixtraining"
 PIPELINE_NAMES = {MIX: "MixTraining", "ssl_sl": "SSL+SL", "sl": "SL"}
@@ -25,6 +27,8 @@ class Analysis:
 
     `mix` has one row per complete MixTraining trial with `on_front`, `knee`,
     `dominates_<pipeline>` and `<metric>_vs_<pipeline>` (trial minus baseline mean) columns.
+    `verdict` holds the configuration-level results (seed-confirmed claims); see
+    `analysis.verdict`.
     """
 
     experiment: Experiment
@@ -34,6 +38,7 @@ class Analysis:
     baselines: dict[str, dict[str, dict[str, float | int | None]]]
     reference: np.ndarray | None
     hypervolume: dict[str, float]
+    verdict: Verdict | None = None
 
     @property
     def front(self) -> pd.DataFrame:
@@ -155,6 +160,7 @@ def analyze_experiment(exp: Experiment) -> Analysis:
     """Everything `tune-app analyze` reports, computed from one loaded experiment."""
     table = exp.table.copy()
     table["reason"] = left_out_reason(table, exp.metrics)
+    table["config_id"] = config_ids(table, exp.space)
     done = table[table["reason"].isna()].drop(columns="reason")
     left_out = table[table["reason"].notna()]
     baselines = baseline_stats(done, exp.metrics)
@@ -163,7 +169,8 @@ def analyze_experiment(exp: Experiment) -> Analysis:
     mix = mark_mix(done[done["pipeline"] == MIX], exp, baselines, bounds)
     mix["no_mix_epoch"] = without_mix_epoch(mix, exp.space)
     reference, volumes = hypervolumes(done, mix, exp, baselines)
-    return Analysis(exp, done, mix, left_out, baselines, reference, volumes)
+    verdict = build_verdict(done, exp.metrics, exp.goals, exp.knobs, reference)
+    return Analysis(exp, done, mix, left_out, baselines, reference, volumes, verdict)
 
 
 def left_out_counts(analysis: Analysis) -> dict[str, int]:

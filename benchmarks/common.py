@@ -1,48 +1,20 @@
-"""Timing helpers shared by the step-level benchmarks."""
+"""Timing helpers shared by the step-level benchmarks.
+
+The step timing itself lives in `trainers.calibrate` (the search calibrates step costs with
+it); it is re-exported here for the benchmarks.
+"""
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
-from trainers.models import MixModel, create_model
-from trainers.steps import Batch, step_loss
+from trainers.calibrate import build, fake_batch, median_seconds, train_step_fn
+from trainers.models import MixModel
+from trainers.steps import Batch
 
-
-def fake_batch(batch: int, chans: int, size: int, classes: int = 10, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(batch, chans, size, size, generator=g),
-        torch.randint(0, classes, (batch,), generator=g),
-    )
-
-
-def median_seconds(fn: Callable[[], None], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def train_step_fn(model: MixModel, kind: str, batch: Batch, bf16: bool) -> Callable[[], None]:
-    """One full training step (forward, backward, AdamW) of `kind`, as the pipeline runs it."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = step_loss(model, kind, batch, alpha=0.5)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
+__all__ = ["build", "decoder_step_fn", "fake_batch", "median_seconds", "train_step_fn"]
 
 
 def decoder_step_fn(model: MixModel, batch: Batch, bf16: bool) -> Callable[[], None]:
@@ -58,8 +30,3 @@ def decoder_step_fn(model: MixModel, batch: Batch, bf16: bool) -> Callable[[], N
         loss.backward()
 
     return step
-
-
-def build(name: str, size: int, chans: int, seed: int = 0) -> MixModel:
-    torch.manual_seed(seed)
-    return create_model(name, num_classes=10, image_size=size, in_chans=chans).train()

@@ -15,7 +15,7 @@ from typing import Any
 from trainers.config import TrialConfig
 from trainers.plan import phase_plan
 
-REPORTED_METRICS = ("val_accuracy", "train_latency_s", "train_gflops")
+REPORTED_METRICS = ("val_accuracy", "train_latency_s", "calibrated_latency_s", "train_gflops")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "random", "gp")
 GOALS = ("maximize", "minimize")
 DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform", "q_uniform")
@@ -36,6 +36,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "num_samples": 12,
     "max_concurrent": 2,
     "seed": 0,
+    "confirm": None,  # {top_k: K, seeds: [...]}: re-run the K best configurations per seed
 }
 BASELINE_DEFAULTS: dict[str, Any] = {"pipelines": ["sl", "ssl_sl"], "seeds": [0]}
 RESOURCE_DEFAULTS: dict[str, Any] = {"cpu": 1, "gpu": 0}
@@ -108,6 +109,8 @@ class SearchSpace:
     cpu: float
     gpu: float
     wandb: dict[str, Any]
+    confirm_top_k: int = 0  # search.confirm.top_k; 0 = no confirmation runs
+    confirm_seeds: tuple[int, ...] = ()  # search.confirm.seeds: extra seeds for each of them
 
     @property
     def constants(self) -> dict[str, Any]:
@@ -162,6 +165,11 @@ class SearchSpace:
                 "num_samples": self.num_samples,
                 "max_concurrent": self.max_concurrent,
                 "seed": self.seed,
+                **(
+                    {"confirm": {"top_k": self.confirm_top_k, "seeds": list(self.confirm_seeds)}}
+                    if self.confirm_top_k
+                    else {}
+                ),
             },
             "baselines": {
                 "pipelines": list(self.baseline_pipelines),

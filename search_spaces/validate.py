@@ -241,7 +241,27 @@ def _search(raw: Any) -> dict[str, Any]:
             _fail(f"search.{key}", f"expected an integer >= {minimum}, got {value!r}")
         out[key] = value
     out["seed"] = _seed(s["seed"], "search.seed", SAMPLER_SEED_MAX)
-    return out
+    return {**out, **_confirm(s["confirm"], out["seed"])}
+
+
+def _confirm(raw: Any, search_seed: int) -> dict[str, Any]:
+    """search.confirm: {top_k: K >= 1, seeds: [extra seeds, none equal to search.seed]}."""
+    if raw is None:
+        return {"confirm_top_k": 0, "confirm_seeds": ()}
+    c = _section(raw, "search.confirm", {"top_k": None, "seeds": None})
+    top_k = c["top_k"]
+    if not _is_int(top_k) or top_k < 1:
+        _fail("search.confirm.top_k", f"expected an integer >= 1, got {top_k!r}")
+    seeds = _unique_list(c["seeds"], "search.confirm.seeds")
+    for seed in seeds:
+        _seed(seed, "search.confirm.seeds", SEED_MAX)
+        if seed == search_seed:
+            _fail(
+                "search.confirm.seeds",
+                f"{seed} is search.seed, which every sampled trial already ran; "
+                "list only the extra seeds",
+            )
+    return {"confirm_top_k": top_k, "confirm_seeds": seeds}
 
 
 def _seed(value: Any, path: str, maximum: int) -> int:

@@ -88,6 +88,7 @@ def test_train_writes_run_folder_and_resumes(tmp_path: Path, capsys) -> None:
         "history.jsonl",
         "checkpoint.pt",
         "metrics.json",
+        "calibration.json",  # the brief step-cost calibration behind calibrated_latency_s
     }
     assert len((out / "history.jsonl").read_text().splitlines()) == 3
     assert json.loads((out / "metrics.json").read_text()) == final

@@ -62,6 +62,11 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
     assert mix["alpha"].between(0.1, 0.9).all() and mix["rho"].between(0.5, 1.0).all()
     assert (table["epochs_done"] == table["epochs_planned"]).all()
     assert table["val_accuracy"].between(0, 1).all() and (table["train_latency_s"] > 0).all()
+    # Calibrated before the first trial; every trial prices its steps with that table.
+    calibration = json.loads((experiment / "calibration.json").read_text())
+    assert {"ssl", "sl", "mix_full"} <= set(calibration["table"])
+    assert calibration["settings"]["threads"] == 1 and calibration["steps"] > 0
+    assert (table["calibrated_latency_s"] > 0).all()
     study = study_of(experiment)
     assert study.directions == [
         optuna.study.StudyDirection.MAXIMIZE,

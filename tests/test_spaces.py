@@ -115,7 +115,7 @@ def test_vit_mix_is_the_cpu_default_config_with_a_shorter_budget() -> None:
     assert space.parameters["anneal"].values == ("none", "linear", "cosine")
     assert [(o.metric, o.goal) for o in space.objectives] == [
         ("val_accuracy", "maximize"),
-        ("train_latency_s", "minimize"),
+        ("calibrated_latency_s", "minimize"),
     ]
     assert (space.sampler, space.num_samples, space.max_concurrent, space.seed) == ("tpe", 12, 2, 0)
     assert space.baseline_pipelines == ("sl", "ssl_sl") and space.baseline_seeds == (0, 1)

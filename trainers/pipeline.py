@@ -19,6 +19,7 @@ import torch
 from timm.optim import param_groups_weight_decay
 
 from trainers.accel import InputMixer, check_accel
+from trainers.calibrate import calibrated_seconds, config_step_kinds, step_kind
 from trainers.config import TrialConfig
 from trainers.data import Splits, build_splits, normalize
 from trainers.models import MixModel, create_model
@@ -113,8 +114,16 @@ class SetupError(ValueError):
 class Trainer:
     """Holds one run's state; `run()` below is the public entry point."""
 
-    def __init__(self, config: TrialConfig, rt: Runtime) -> None:
+    def __init__(
+        self, config: TrialConfig, rt: Runtime, step_costs: dict[str, float] | None = None
+    ) -> None:
         self.config, self.rt = config, rt
+        self.step_costs = step_costs  # seconds per step of each kind (trainers/calibrate.py)
+        self.step_counts: dict[str, int] = {}  # steps taken of each kind, for the above
+        missing = config_step_kinds(config) - set(step_costs or {})
+        if step_costs is not None and missing:
+            raise SetupError(f"the step-cost calibration has no cost for step kind(s) "
+                             f"{sorted(missing)}; it has {sorted(step_costs)}")  # fmt: skip
         torch.manual_seed(config.seed)
         try:
             self.splits = s = load_splits(config, rt.device)
@@ -205,6 +214,9 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + losses[k].detach().float()
             steps += 1
             images += len(batch.x)
+            mode = batch.mode if batch.items is not None else None
+            kind = step_kind(phase, model.mix_pass, mode)
+            self.step_counts[kind] = self.step_counts.get(kind, 0) + 1
         if phase == "sl" and self.mixer is not None:
             # A mixed epoch has fewer (or, keeping its last partial batch, one more) steps than
             # planned: put the LR schedule back where a run without mixing would be.
@@ -245,6 +257,8 @@ class Trainer:
         }
         if self.mixer is not None:
             metrics["mixed_fraction"] = out.get("mixed_fraction")
+        if self.step_costs is not None:  # cumulative, like train_latency_s
+            metrics["calibrated_latency_s"] = calibrated_seconds(self.step_counts, self.step_costs)
         if self.epoch == len(self.phases):
             metrics["test_accuracy"] = accuracy(self.model, s.test_x, s.test_y, self.rt, s, bs)
         self.history.append(metrics)
@@ -261,6 +275,7 @@ class Trainer:
             "latency_s": self.latency_s,
             "gflops": self.gflops,
             "step_gflops": dict(self.step_gflops),
+            "step_counts": dict(self.step_counts),
             "history": list(self.history),
             "mixer": self.mixer.state_dict() if self.mixer is not None else None,
             "rng": {
@@ -279,6 +294,7 @@ class Trainer:
         self.epoch = state["epoch"]
         self.latency_s, self.gflops = state["latency_s"], state["gflops"]
         self.step_gflops = dict(state["step_gflops"])
+        self.step_counts = dict(state.get("step_counts", {}))  # absent before calibration
         self.history = list(state["history"])
         if self.mixer is not None:
             self.mixer.load_state_dict(state["mixer"])
@@ -293,18 +309,23 @@ class Trainer:
 
 
 def run(
-    config: TrialConfig, report: Report, checkpoint: dict[str, Any] | None = None
+    config: TrialConfig,
+    report: Report,
+    checkpoint: dict[str, Any] | None = None,
+    step_costs: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train one run of `config`, calling `report(metrics, state)` after every epoch.
 
     `state` is a checkpoint (a dict for `torch.save`); passing it back as `checkpoint` resumes
     exactly after that epoch. Returns the last epoch's metrics, which include `test_accuracy`.
+    With `step_costs` (seconds per step kind, `trainers.calibrate`) every epoch also reports
+    `calibrated_latency_s`.
     """
     try:
         rt = resolve_runtime(config)
     except ValueError as e:
         raise SetupError(str(e)) from e
-    trainer = Trainer(config, rt)
+    trainer = Trainer(config, rt, step_costs)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
     while trainer.epoch < len(trainer.phases):

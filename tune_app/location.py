@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from tune_app.settings import UserInputError, check_out_path
 
-UPLOADED = ("space.yaml", "trials.parquet", "optuna.db")
+UPLOADED = ("space.yaml", "calibration.json", "trials.parquet", "optuna.db")
 # The URI schemes pyarrow's filesystems (and so Ray's storage) understand.
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 

@@ -11,6 +11,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from search_spaces import SearchSpace
+from trainers import SetupError
 from tune_app import results
 from tune_app.driver import (
     METRIC_COLUMNS,
@@ -23,6 +24,7 @@ from tune_app.driver import (
 )
 from tune_app.location import Location
 from tune_app.searcher import build_searcher, experiment_study, reopen_in
+from tune_app.settings import UserInputError
 from tune_app.trial import trainable
 
 MAX_FAILURES = 2  # a crashed trial is retried from its last checkpoint this many times
@@ -39,9 +41,24 @@ def injected_fault() -> tuple[int, str] | None:
     return (int(at), marker) if at and marker else None
 
 
-def make_trainable(space: SearchSpace) -> Any:
-    fn = tune.with_parameters(trainable, fixed=fixed_settings(space), fault=injected_fault())
+def make_trainable(space: SearchSpace, step_costs: dict[str, float] | None = None) -> Any:
+    fn = tune.with_parameters(
+        trainable, fixed=fixed_settings(space), fault=injected_fault(), step_costs=step_costs
+    )
     return tune.with_resources(fn, {"cpu": space.cpu, "gpu": space.gpu})
+
+
+def step_costs(space: SearchSpace, experiment: Path) -> dict[str, float]:
+    """The experiment's step-cost table: calibrated now (before any trial runs, so nothing
+    else competes) or, on --resume, read back from calibration.json."""
+    from tune_app.calibration import CALIBRATION_FILE, experiment_calibration
+
+    if not (experiment / CALIBRATION_FILE).is_file():
+        say("tune-app search: calibrating step costs (calibration.json)")
+    try:
+        return experiment_calibration(space, fixed_settings(space), experiment).table
+    except (SetupError, ValueError) as e:  # missing data, unreadable calibration.json
+        raise UserInputError(f"{space.source}: step-cost calibration: {e}") from e
 
 
 def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tune.Callback]:
@@ -63,7 +80,9 @@ def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tun
     ]
 
 
-def new_tuner(space: SearchSpace, where: Location, wandb_mode: str) -> tune.Tuner:
+def new_tuner(
+    space: SearchSpace, where: Location, wandb_mode: str, costs: dict[str, float] | None = None
+) -> tune.Tuner:
     total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
     reporter = tune.CLIReporter(
         parameter_columns=[
@@ -74,7 +93,7 @@ def new_tuner(space: SearchSpace, where: Location, wandb_mode: str) -> tune.Tune
         max_progress_rows=40,
     )
     return tune.Tuner(
-        make_trainable(space),
+        make_trainable(space, costs),
         tune_config=tune.TuneConfig(
             search_alg=build_searcher(space, where.local, study_name=where.name),
             num_samples=total,
@@ -123,7 +142,12 @@ def run_search(
     started = start_ray(address)
     try:
         check_resources(space)
-        tuner = restore_tuner(space, where) if resume else start_tuner(space, where, wandb_mode)
+        costs = step_costs(space, where.local)
+        tuner = (
+            restore_tuner(space, where, costs)
+            if resume
+            else start_tuner(space, where, wandb_mode, costs)
+        )
         tuner.fit()
         return finish(space, where)
     finally:
@@ -132,14 +156,16 @@ def run_search(
             ray.shutdown()
 
 
-def start_tuner(space: SearchSpace, where: Location, wandb_mode: str) -> tune.Tuner:
+def start_tuner(
+    space: SearchSpace, where: Location, wandb_mode: str, costs: dict[str, float]
+) -> tune.Tuner:
     write_space(space, where.local)
     where.upload(("space.yaml",))  # a remote experiment is resumable from its first moment
     say(f"tune-app search: {space.name} -> {where.ray}")
-    return new_tuner(space, where, wandb_mode)
+    return new_tuner(space, where, wandb_mode, costs)
 
 
-def restore_tuner(space: SearchSpace, where: Location) -> tune.Tuner:
+def restore_tuner(space: SearchSpace, where: Location, costs: dict[str, float]) -> tune.Tuner:
     say(f"tune-app search: resuming {where.ray}")
     # The interrupted run's table is stale from now on: analyze/export read Ray's own files
     # while this run lives, and finish() writes the table anew.
@@ -148,7 +174,7 @@ def restore_tuner(space: SearchSpace, where: Location) -> tune.Tuner:
         # Errored trials already had their retries and Optuna has seen them fail; resuming
         # them would leave the study and Ray's concurrency limit out of step.
         where.ray,
-        make_trainable(space),
+        make_trainable(space, costs),
         resume_unfinished=True,
         resume_errored=False,
     )

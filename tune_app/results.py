@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.configs import config_id
 from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
@@ -23,23 +24,31 @@ def trial_row(
     last: dict[str, Any],
     error: str | None,
 ) -> dict[str, Any]:
-    """One trials.parquet row: identity, knobs (None for baselines), settings, final metrics."""
+    """One trials.parquet row: identity, knobs (None for baselines), settings, final metrics.
+
+    `role` is `search` (a sampled MixTraining trial), `confirm` (a configuration re-run with
+    another seed; the suggestion says so) or `baseline`; `config_id` is the same for every
+    seed of one configuration (`analysis.configs.config_id`).
+    """
     pipeline = suggested.get("pipeline", "mixtraining")
     config = space.trial_config(
-        {k: v for k, v in suggested.items() if k not in ("pipeline", "seed")},
+        {k: v for k, v in suggested.items() if k not in ("pipeline", "seed", "role")},
         pipeline,
         suggested.get("seed"),
     )
+    role = suggested.get("role") or ("search" if pipeline == "mixtraining" else "baseline")
     row: dict[str, Any] = {
         "trial_id": trial_id,
         "pipeline": pipeline,
         "seed": config.seed,
         "status": status,
+        "role": role,
     }
     settings = config.to_dict()
     for name in space.parameters:  # the searched knobs mean nothing for a baseline
         value = settings.pop(name)
         row[name] = value if pipeline == "mixtraining" else None
+    row["config_id"] = config_id(pipeline, {k: row[k] for k in space.parameters}, space.trainer)
     settings.pop("pipeline"), settings.pop("seed")
     row.update(settings)
     planned = last.get("epochs_planned") or sum(e for _, e in plan_for(config))

@@ -1,7 +1,8 @@
 """`tune-app train`: one run of the pipeline with progress lines, checkpoints and final metrics.
 
 The run folder (`--out`) holds `config.yaml` (resolved), `history.jsonl` (one line per epoch),
-`checkpoint.pt` (after every epoch, written atomically) and `metrics.json` (final metrics).
+`checkpoint.pt` (after every epoch, written atomically), `metrics.json` (final metrics) and
+`calibration.json` (the brief step-cost calibration behind `calibrated_latency_s`).
 Nothing is written before the config and data have been checked.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
+from trainers.calibrate import calibrate, config_step_kinds
 from trainers.pipeline import same_recipe
 from tune_app.checkpoints import CheckpointError, load_state
 from tune_app.claim import claim
@@ -30,6 +32,7 @@ from tune_app.settings import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+BRIEF_STEPS = 5  # per step kind; a search calibrates longer (trainers.calibrate)
 
 
 def load_config(path: str, overrides: tuple[str, ...] = ()) -> TrialConfig:
@@ -97,6 +100,23 @@ def load_checkpoint(out: Path) -> dict[str, Any]:
         raise UserInputError(f"--resume: {e}") from e
 
 
+def run_step_costs(
+    config: TrialConfig, folder: Path, checkpoint: dict[str, Any] | None
+) -> dict[str, float]:
+    """Seconds per step kind for `calibrated_latency_s`: a brief calibration before training
+    (written to `<out>/calibration.json`), or, on --resume, that file again."""
+    from tune_app.calibration import CALIBRATION_FILE, read_calibration, write_calibration
+
+    path = folder / CALIBRATION_FILE
+    if checkpoint is not None and path.is_file():
+        return read_calibration(path).table
+    print("tune-app train: calibrating step costs briefly", file=sys.stderr)
+    calibration = calibrate(config, config_step_kinds(config), steps=BRIEF_STEPS, warmup=2)
+    folder.mkdir(parents=True, exist_ok=True)  # the data loaded: the config is usable
+    write_calibration(calibration, path)
+    return calibration.table
+
+
 def train_command(
     config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool, dry_run: bool
 ) -> int:
@@ -131,7 +151,7 @@ def train_in(folder: Path, config: TrialConfig, config_path: str, resume: bool) 
     )
     runner = RunFolder(folder, config, total, resumed=checkpoint is not None)
     try:
-        final = run(config, runner.report, checkpoint)
+        final = run(config, runner.report, checkpoint, run_step_costs(config, folder, checkpoint))
     except SetupError as e:  # raised before any epoch ran: missing data, settings data rejects
         raise UserInputError(f"{config_path}: {e}") from e
     tmp = folder / "metrics.json.tmp"

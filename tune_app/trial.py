@@ -78,15 +78,19 @@ def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
 
 
 def trainable(
-    suggested: dict[str, Any], fixed: dict[str, Any], fault: tuple[int, str] | None = None
+    suggested: dict[str, Any],
+    fixed: dict[str, Any],
+    fault: tuple[int, str] | None = None,
+    step_costs: dict[str, float] | None = None,
 ) -> None:
-    """Ray function trainable; `fixed` and `fault` come through `tune.with_parameters`."""
+    """Ray function trainable; `fixed`, `fault` and `step_costs` (the experiment's calibrated
+    seconds per step kind) come through `tune.with_parameters`."""
     # Ray logs "Checkpoint successfully created" per epoch per trial at INFO: noise here.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     record = failure_record()
     fail_if_failed_before(record)
     try:
-        run_trial(suggested, fixed, fault)
+        run_trial(suggested, fixed, fault, step_costs)
     except DETERMINISTIC as e:
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(f"{type(e).__name__}: {e}")
@@ -94,7 +98,10 @@ def trainable(
 
 
 def run_trial(
-    suggested: dict[str, Any], fixed: dict[str, Any], fault: tuple[int, str] | None
+    suggested: dict[str, Any],
+    fixed: dict[str, Any],
+    fault: tuple[int, str] | None,
+    step_costs: dict[str, float] | None,
 ) -> None:
     """One attempt: build the config, resume from Ray's checkpoint if any, train, report."""
     config = trial_config(fixed, suggested)
@@ -113,4 +120,4 @@ def run_trial(
             tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, restored_state())
+    run(config, report, restored_state(), step_costs)

@@ -1,0 +1,220 @@
+"""Step-cost calibration: seconds per training step of each kind, measured once, looked up after.
+
+Hardware-aware NAS measures latency once per operation on the target device and then looks it
+up (ProxylessNAS, FBNet, Once-for-All). Training steps get the same treatment: a run's
+`calibrated_latency_s` is the steps it took of each kind times the calibrated seconds of that
+kind, so it does not move when other processes share the machine.
+
+Step kinds (`step_kind`): `ssl`, `sl`, `mix_full`, `mix_masked`, and `sl_<accel>` for the
+mixTrain SL variants (`sl_mixup`, `sl_cutmix`, `sl_skip`). The timing helpers here are also
+what `benchmarks/step_costs.py` uses.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainers.accel import InputMixer
+from trainers.config import TrialConfig
+from trainers.models import MixModel, create_model
+from trainers.plan import phase_plan
+from trainers.steps import Batch, mixed_batches, step_loss
+
+CALIBRATION_VERSION = 1
+WARMUP_STEPS, MEASURED_STEPS = 3, 15  # a brief calibration (tune-app train) uses fewer
+
+
+def step_kind(phase: str, mix_pass: str, batch_mode: str | None) -> str:
+    """The cost-table key of one training step: its phase, MIX pass or mixTrain SL variant."""
+    if phase == "mix":
+        return f"mix_{mix_pass}"
+    if phase == "sl" and batch_mode not in (None, "none"):
+        return f"sl_{batch_mode}"
+    return phase
+
+
+def config_step_kinds(config: TrialConfig) -> set[str]:
+    """The step kinds a run of `config` takes (its phase plan, MIX pass and SL variant)."""
+    phases = {p for p, e in phase_plan(config.effective_epochs_ssl, config.epochs_sl,
+                                       config.effective_rho) if e > 0}  # fmt: skip
+    accel = config.sl_accel if config.sl_accel != "none" else None
+    return {step_kind(p, config.mix_pass, accel) for p in phases}
+
+
+def calibrated_seconds(counts: dict[str, int], costs: dict[str, float]) -> float:
+    """Steps taken of each kind times the calibrated seconds of that kind, summed.
+
+    Raises:
+        KeyError: a kind with steps has no calibrated cost (named in the message).
+    """
+    missing = sorted(k for k, n in counts.items() if n and k not in costs)
+    if missing:
+        raise KeyError(f"no calibrated step cost for step kind(s) {missing}; have {sorted(costs)}")
+    return float(sum(n * costs[k] for k, n in counts.items() if n))
+
+
+# ---------------------------------------------------------------- timing (shared with benchmarks)
+
+
+def fake_batch(batch: int, chans: int, size: int, classes: int = 10, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        torch.randn(batch, chans, size, size, generator=g),
+        torch.randint(0, classes, (batch,), generator=g),
+    )
+
+
+def step_times(fn: Callable[[], None], repeats: int, warmup: int = 2) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median_seconds(fn: Callable[[], None], repeats: int, warmup: int = 2) -> float:
+    return statistics.median(step_times(fn, repeats, warmup))
+
+
+def train_step_fn(
+    model: MixModel,
+    kind: str,
+    batch: Batch | Iterator[Batch],
+    bf16: bool,
+    opt: torch.optim.Optimizer | None = None,
+) -> Callable[[], None]:
+    """One full training step (forward, backward, AdamW) of phase `kind`, as the pipeline runs
+    it; `batch` may be an endless iterator, so drawing the batch is part of the step."""
+    opt = opt or torch.optim.AdamW(model.parameters(), lr=1e-4)
+    device = next(model.parameters()).device.type
+
+    def step() -> None:
+        b = batch if isinstance(batch, Batch) else next(batch)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = step_loss(model, kind, b, alpha=0.5)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def build(name: str, size: int, chans: int, seed: int = 0, classes: int = 10) -> MixModel:
+    torch.manual_seed(seed)
+    return create_model(name, num_classes=classes, image_size=size, in_chans=chans).train()
+
+
+# ---------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Median seconds per step of each kind, with how they were measured."""
+
+    table: dict[str, float]
+    spread: dict[str, dict[str, float]]  # per kind: min, p25, p75, max (seconds)
+    warmup: int
+    steps: int
+    settings: dict[str, Any]
+    hardware: dict[str, Any]
+    torch: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": CALIBRATION_VERSION, **self.__dict__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        if data.get("version") != CALIBRATION_VERSION:
+            raise ValueError(f"calibration version {data.get('version')} != {CALIBRATION_VERSION}")
+        fields = ("table", "spread", "warmup", "steps", "settings", "hardware", "torch")
+        return cls(**{k: data[k] for k in fields})
+
+
+def hardware(device: torch.device, threads: int) -> dict[str, Any]:
+    """What the costs were measured on: the key a multi-node calibration would use."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass  # not Linux: platform's answer stands
+    out = {"node": platform.node(), "cpu": cpu, "threads": threads, "device": device.type}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def endless(batches: Callable[[], Iterable[Batch]]) -> Iterator[Batch]:
+    """Batches from fresh epochs forever (calibration may need more steps than one epoch)."""
+    while True:
+        yield from batches()
+
+
+def kind_step(trainer: Any, kind: str) -> Callable[[], None]:
+    """A closure running one real training step of `kind` on `trainer`'s data and model."""
+    model, data, lam = trainer.model, trainer.data, trainer.config.lam
+    if kind.startswith("mix_"):
+        model.mix_pass = kind.removeprefix("mix_")
+        return train_step_fn(model, "mix", endless(lambda: data.epoch("mix", lam)), trainer.rt.bf16)
+    if kind.startswith("sl_"):
+        c = trainer.config
+        mixer = InputMixer(
+            kind.removeprefix("sl_"), len(data.splits.train_x), c.sl_accel_ratio,
+            c.sl_skip_fraction,
+        )  # fmt: skip
+        batches = endless(lambda: mixed_batches(data, mixer, model.feature_grid))
+        return train_step_fn(model, "sl", batches, trainer.rt.bf16)
+    return train_step_fn(model, kind, endless(lambda: data.epoch(kind, lam)), trainer.rt.bf16)
+
+
+def calibrate(
+    config: TrialConfig,
+    kinds: Iterable[str],
+    steps: int = MEASURED_STEPS,
+    warmup: int = WARMUP_STEPS,
+) -> Calibration:
+    """Measure the median seconds of one training step of each kind for `config`'s model,
+    data, batch size, precision, device and thread count (`config.num_threads`).
+
+    Every kind runs on the same fresh model and the run's own batches (drawing the batch is
+    timed, as in training); the median of `steps` steps after `warmup` untimed ones.
+    """
+    from trainers.pipeline import SetupError, Trainer  # pipeline imports this module
+    from trainers.runtime import resolve_runtime
+
+    try:
+        rt = resolve_runtime(config)
+    except ValueError as e:  # e.g. cuda requested without a GPU: as run() reports it
+        raise SetupError(str(e)) from e
+    trainer = Trainer(config, rt)
+    table, spread = {}, {}
+    for kind in sorted(set(kinds)):
+        times = sorted(step_times(kind_step(trainer, kind), steps, warmup))
+        q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+        table[kind] = statistics.median(times)
+        spread[kind] = {"min": times[0], "p25": q[0], "p75": q[2], "max": times[-1]}
+    settings = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "batch_size": config.batch_size,
+        "precision": "bf16" if rt.bf16 else "fp32",
+        "threads": rt.threads,
+        "image_size": trainer.splits.image_size,
+    }
+    return Calibration(
+        table, spread, warmup, steps, settings, hardware(rt.device, rt.threads), torch.__version__
+    )
