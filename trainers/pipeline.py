@@ -99,6 +99,24 @@ def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return strip(a) == strip(b)
 
 
+def cuda_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The CUDA generator state of the run's own device only: a trial sees other GPUs (or none
+    after a retry elsewhere), and restoring states for devices it cannot see would raise."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_cuda_rng_state(device: torch.device, state: torch.Tensor | list | None) -> None:
+    """Restore `cuda_rng_state`'s output on `device` (nothing on a CPU run). Older checkpoints
+    hold a list, one state per GPU visible then: only this device's entry, if any, is used."""
+    if device.type != "cuda":
+        return
+    if isinstance(state, list):
+        index = device.index or 0
+        state = state[index] if index < len(state) else None
+    if state is not None:
+        torch.cuda.set_rng_state(state, device)
+
+
 class SetupError(ValueError):
     """The run cannot start: missing or corrupt data, or settings the data/model reject."""
 
@@ -252,7 +270,7 @@ class Trainer:
             "mixer": self.mixer.state_dict() if self.mixer is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "cuda": cuda_rng_state(self.rt.device),
                 "data": self.data.g.get_state(),
             },
         }
@@ -274,8 +292,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_cuda_rng_state(self.rt.device, state["rng"]["cuda"])
         self.data.g.set_state(state["rng"]["data"])
 
 

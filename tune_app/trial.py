@@ -34,7 +34,26 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
             file=sys.stderr,
         )
         config = config.replace(device="cpu")
+    elif gpus and config.device != "cpu":
+        torch.cuda.set_device(local_gpu_index(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")))
     return config
+
+
+def local_gpu_index(assigned: list[int | str], visible: str | None) -> int:
+    """torch's index of the first GPU Ray assigned to this worker.
+
+    Ray reports GPU ids as listed in CUDA_VISIBLE_DEVICES when that was set (by Ray itself,
+    which normally exposes only the assigned GPUs, so index 0), and as physical ids otherwise.
+    With RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES the worker sees every GPU: the index is
+    the id's position in CUDA_VISIBLE_DEVICES, or the id itself when that variable is unset.
+    """
+    first = str(assigned[0])
+    if visible is None:
+        return int(first)
+    listed = [v.strip() for v in visible.split(",") if v.strip()]
+    if first not in listed:
+        raise RuntimeError(f"Ray assigned GPU {first} but CUDA_VISIBLE_DEVICES={visible!r}")
+    return listed.index(first)
 
 
 def load_state() -> dict[str, Any] | None:
