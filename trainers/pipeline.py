@@ -20,10 +20,10 @@ from timm.optim import param_groups_weight_decay
 
 from trainers.accel import InputMixer
 from trainers.config import TrialConfig
-from trainers.data import Splits, build_splits, normalize
+from trainers.data import Splits, build_splits, channel_constants, normalize
 from trainers.models import MixModel, create_model
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
-from trainers.runtime import Runtime, resolve_runtime, synchronize
+from trainers.runtime import Runtime, host, resolve_runtime, synchronize
 from trainers.steps import (
     Batch,
     BatchSource,
@@ -77,16 +77,22 @@ def make_optimizer(
 def accuracy(
     model: MixModel, x: torch.Tensor, y: torch.Tensor, rt: Runtime, splits: Splits, batch_size: int
 ) -> float:
-    """Top-1 accuracy of the classifier on uint8 images `x` (no augmentation)."""
+    """Top-1 accuracy of the classifier on uint8 images `x` (no augmentation).
+
+    The data moves to the device once (a no-op when already there) and the count of correct
+    predictions stays there until the end: one read per call, none per batch.
+    """
     model.eval()
-    correct = 0
+    x, y = x.to(rt.device), y.to(rt.device)
+    mean, std = channel_constants(splits.mean, splits.std, rt.device)
+    correct = torch.zeros((), dtype=torch.long, device=rt.device)
     for start in range(0, len(x), batch_size):
-        xb = normalize(x[start : start + batch_size].to(rt.device), splits.mean, splits.std)
+        xb = normalize(x[start : start + batch_size], mean, std)
         with rt.autocast():
             logits = model.sl_logits(xb)
-        correct += (logits.argmax(1) == y[start : start + batch_size].to(rt.device)).sum().item()
+        correct += (logits.argmax(1) == y[start : start + batch_size]).sum()
     model.train()
-    return correct / max(1, len(x))
+    return int(host(correct)) / max(1, len(x))
 
 
 # Where and how fast a run executes, not what it trains: a retry may land elsewhere.
@@ -148,7 +154,11 @@ class Trainer:
         self.mixer = None  # mixTrain input mixing of the SL phase (trainers/accel.py)
         if config.sl_accel != "none":
             self.mixer = InputMixer(
-                config.sl_accel, len(s.train_x), config.sl_accel_ratio, config.sl_skip_fraction
+                config.sl_accel,
+                len(s.train_x),
+                config.sl_accel_ratio,
+                config.sl_skip_fraction,
+                device=rt.device,
             )
 
     def segment_steps(self, segment: str) -> int:
@@ -217,7 +227,8 @@ class Trainer:
             self.scheduler.step()
         synchronize(self.rt.device)
         elapsed = time.perf_counter() - start
-        means = {k: v.item() / steps for k, v in sums.items()}
+        totals = host(torch.stack(list(sums.values()))).tolist()  # the epoch's one loss read
+        means = {k: v / steps for k, v in zip(sums, totals, strict=True)}
         if not all(math.isfinite(v) for v in means.values()):
             raise NonFiniteLossError(
                 f"non-finite loss in phase {phase!r}, epoch {self.epoch + 1}: "

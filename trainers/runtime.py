@@ -94,3 +94,9 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work so wall-clock timings are honest; a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def host(values: torch.Tensor) -> torch.Tensor:
+    """Copy device values to the CPU: the run's only reads from the device, once per epoch
+    (losses, eval counts, mixTrain bookkeeping); a read per step would stall a GPU."""
+    return values.cpu()
