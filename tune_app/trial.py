@@ -18,6 +18,7 @@ import torch
 from ray import tune
 
 from trainers import TrialConfig, plan_for, run
+from trainers.runtime import resolve_device
 
 STATE_FILE = "state.pt"
 
@@ -36,7 +37,22 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
         config = config.replace(device="cpu")
     elif gpus and config.device != "cpu":
         torch.cuda.set_device(local_gpu_index(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")))
+        cap_gpu_memory(ray.get_runtime_context().get_assigned_resources().get("GPU", 1.0))
     return config
+
+
+def cap_gpu_memory(share: float) -> None:
+    """Cap this trial's allocator at its GPU share: fractional GPUs share memory unguarded, and
+    without a cap the trial that overshoots makes its *neighbour's* next allocation fail."""
+    if share < 1.0:
+        torch.cuda.set_per_process_memory_fraction(share, torch.cuda.current_device())
+
+
+def gpu_memory_metrics(device: torch.device) -> dict[str, float]:
+    """`gpu_mem_peak_gb`: the trial's peak allocated GPU memory so far (nothing on a CPU)."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_mem_peak_gb": torch.cuda.max_memory_allocated(device) / 1024**3}
 
 
 def local_gpu_index(assigned: list[int | str], visible: str | None) -> int:
@@ -90,7 +106,8 @@ def trainable(
     def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, os.path.join(d, STATE_FILE))
-            tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
+            gpu = gpu_memory_metrics(resolve_device(config.device))
+            tune.report({**metrics, **gpu, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
     run(config, report, load_state())
