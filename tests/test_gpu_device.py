@@ -189,6 +189,12 @@ def test_trial_runs_on_the_gpu_ray_assigned_under_noset(monkeypatch) -> None:
     # RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: the worker sees all four GPUs, Ray gave it #3.
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: ["3"])
+    context = type("Context", (), {"get_assigned_resources": lambda self: {"GPU": 0.25}})
+    monkeypatch.setattr(ray, "get_runtime_context", context)
+    caps = []
+    cap = lambda share, device: caps.append((share, device))  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", cap)
     config = trial.trial_config({**TINY_RUN, "device": "auto"}, {})
     assert resolve_device(config.device) == torch.device("cuda", 3)
     assert fake.current == 3
+    assert caps == [(0.25, 3)]  # the allocator capped at the trial's share, on its own GPU

@@ -33,7 +33,7 @@ from trainers.steps import (
     step_loss,
 )
 
-Report = Callable[[dict[str, Any], dict[str, Any]], None]
+Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
 STATE_VERSION = 2  # 2: per-image FLOPs, mixTrain state
 
 
@@ -96,7 +96,13 @@ def accuracy(
 
 
 # Where and how fast a run executes, not what it trains: a retry may land elsewhere.
-EXECUTION_FIELDS = ("device", "num_threads", "eval_batch_size")
+EXECUTION_FIELDS = (
+    "device",
+    "num_threads",
+    "eval_batch_size",
+    "checkpoint_every",
+    "checkpoint_minutes",
+)
 
 
 def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -307,13 +313,26 @@ class Trainer:
         self.data.g.set_state(state["rng"]["data"])
 
 
+def checkpoint_due(config: TrialConfig, epoch: int, total: int, since_last_s: float) -> bool:
+    """Checkpoint after `epoch` (1-based)? Every `checkpoint_every` epochs, when
+    `checkpoint_minutes` have passed since the last one, and always after the last epoch.
+
+    A paper-scale epoch is 17-35 steps but its checkpoint 70-150 MB: writing one per epoch
+    would cost terabytes per search."""
+    if epoch >= total or epoch % config.checkpoint_every == 0:
+        return True
+    return 0 < config.checkpoint_minutes * 60 <= since_last_s
+
+
 def run(
     config: TrialConfig, report: Report, checkpoint: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Train one run of `config`, calling `report(metrics, state)` after every epoch.
 
-    `state` is a checkpoint (a dict for `torch.save`); passing it back as `checkpoint` resumes
-    exactly after that epoch. Returns the last epoch's metrics, which include `test_accuracy`.
+    `state` is a checkpoint (a dict for `torch.save`), or None on epochs the checkpoint cadence
+    skips (`checkpoint_every`, `checkpoint_minutes`; the last epoch always has one); passing it
+    back as `checkpoint` resumes exactly after that epoch. Returns the last epoch's metrics,
+    which include `test_accuracy`.
     """
     try:
         rt = resolve_runtime(config)
@@ -322,7 +341,10 @@ def run(
     trainer = Trainer(config, rt)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
+    saved = time.monotonic()
     while trainer.epoch < len(trainer.phases):
         metrics = trainer.run_epoch()
-        report(metrics, trainer.state_dict())
+        due = checkpoint_due(config, trainer.epoch, len(trainer.phases), time.monotonic() - saved)
+        report(metrics, trainer.state_dict() if due else None)
+        saved = time.monotonic() if due else saved
     return trainer.history[-1] if trainer.history else {}

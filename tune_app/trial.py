@@ -35,7 +35,8 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
             file=sys.stderr,
         )
         config = config.replace(device="cpu")
-    elif gpus and config.device != "cpu":
+    elif gpus and config.device != "cpu" and torch.cuda.is_available():
+        # (without CUDA an explicit `device: cuda` fails in the trainer with a clear message)
         torch.cuda.set_device(local_gpu_index(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")))
         cap_gpu_memory(ray.get_runtime_context().get_assigned_resources().get("GPU", 1.0))
     return config
@@ -103,11 +104,14 @@ def trainable(
         "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
     }
 
-    def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, STATE_FILE))
-            gpu = gpu_memory_metrics(resolve_device(config.device))
-            tune.report({**metrics, **gpu, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        result = {**metrics, **gpu_memory_metrics(resolve_device(config.device)), **tags}
+        if state is None:  # an epoch the checkpoint cadence skips
+            tune.report(result)
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state, os.path.join(d, STATE_FILE))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
     run(config, report, load_state())
