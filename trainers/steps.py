@@ -144,7 +144,8 @@ class BatchSource:
 def mixed_batches(source: BatchSource, mixer: InputMixer, grid: tuple[int, int]) -> Iterator[Batch]:
     """The SL epoch as mixTrain items (trainers/accel.py), every item kept (no drop-last).
 
-    The epoch's items, augmentation draws and CutMix boxes reach the device in two copies.
+    The epoch's items, augmentation draws, shares and CutMix boxes reach the device in one copy
+    each per epoch, none per step.
     """
     s, g, bs = source.splits, source.g, source.batch_size
     a, b, r = mixer.epoch_items(g)
@@ -164,8 +165,9 @@ def mixed_batches(source: BatchSource, mixer: InputMixer, grid: tuple[int, int])
         xa, xb = source._prepare(s.train_x[ia], pa), source._prepare(s.train_x[ib], pb)
         cells = None
         if corner is not None:
-            cells = box_cells(corner[start : start + bs], size, grid) | (ia == ib)[:, None]
-            pixels = cells_to_pixels(cells, grid, s.image_size)  # unmixed items: all of a
+            unmixed = (ia == ib)[:, None]  # an unmixed item is all of a
+            cells = box_cells(corner[start : start + bs], size, grid) | unmixed
+            pixels = cells_to_pixels(cells, grid, s.image_size)
             x = torch.where(pixels, xa, xb)
             ir = pixels.float().mean(dim=(1, 2, 3))  # a's exact pixel share
         else:
