@@ -24,7 +24,7 @@ def decoder_step_fn(model: MixModel, batch: Batch, bf16: bool) -> Callable[[], N
 
     def step() -> None:
         f = feats.detach().requires_grad_(True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(batch.x.device.type, dtype=torch.bfloat16, enabled=bf16):
             kept, mask, ids = model.mask_features(f, model.mask_ratio)
             loss = model.reconstruction_loss(batch.x, model.reconstruct(kept, ids), mask)
         loss.backward()

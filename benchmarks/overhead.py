@@ -20,7 +20,7 @@ from trainers import TrialConfig
 from trainers.data import augment, normalize
 from trainers.models import create_model
 from trainers.pipeline import Trainer
-from trainers.runtime import resolve_runtime
+from trainers.runtime import resolve_runtime, synchronize
 from tune_app.settings import read_mapping
 
 
@@ -33,20 +33,25 @@ def ours(config: TrialConfig) -> float:
 def minimal(config: TrialConfig) -> float:
     """The loop a person would write by hand around the same tensors and model."""
     torch.manual_seed(config.seed)
-    s = Trainer(config, resolve_runtime(config)).splits
-    model = create_model(config.model, s.num_classes, s.image_size, s.in_chans).train()
+    rt = resolve_runtime(config)
+    s = Trainer(config, rt).splits  # on rt.device: the model must be there too
+    model = create_model(config.model, s.num_classes, s.image_size, s.in_chans)
+    model = model.to(rt.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr_sl * config.batch_size / 256)
     g = torch.Generator().manual_seed(config.seed)
     bs = config.batch_size
+    synchronize(rt.device)
     start = time.perf_counter()
-    perm = torch.randperm(len(s.train_x), generator=g)
+    perm = torch.randperm(len(s.train_x), generator=g).to(rt.device)
     for i in range(len(s.train_x) // bs):
         idx = perm[i * bs : (i + 1) * bs]
         x = normalize(augment(s.train_x[idx], g), s.mean, s.std)
-        loss = F.cross_entropy(model(x), s.train_y[idx])
+        with rt.autocast():
+            loss = F.cross_entropy(model(x), s.train_y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    synchronize(rt.device)
     return time.perf_counter() - start
 
 

@@ -29,8 +29,9 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
 
 def machine() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     return (
-        f"{platform.processor() or platform.machine()}, {cpus} CPUs, "
+        f"{platform.processor() or platform.machine()}, {cpus} CPUs{gpu}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
 

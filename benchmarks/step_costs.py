@@ -35,21 +35,22 @@ def step_costs(config: TrialConfig, repeats: int) -> dict[str, float]:
     rt = resolve_runtime(config)
     splits = Trainer(config, rt).splits
     size, chans = splits.image_size, splits.in_chans
-    batch = fake_batch(config.batch_size, chans, size)
+    dev = str(rt.device)
+    batch = fake_batch(config.batch_size, chans, size, device=dev)
 
     def model(mix_pass: str = "full"):
-        m = build(config.model, size, chans)
+        m = build(config.model, size, chans, device=dev)
         m.mix_pass, m.mix_mask_ratio = mix_pass, config.mix_mask_ratio
         return m
 
     costs = {
-        k: median_seconds(train_step_fn(model(), k, batch, rt.bf16), repeats)
+        k: median_seconds(train_step_fn(model(), k, batch, rt.bf16), repeats, device=dev)
         for k in ("ssl", "sl", "mix")
     }
     costs["mix_masked"] = median_seconds(
-        train_step_fn(model("masked"), "mix", batch, rt.bf16), repeats
+        train_step_fn(model("masked"), "mix", batch, rt.bf16), repeats, device=dev
     )
-    costs["decoder"] = median_seconds(decoder_step_fn(model(), batch, rt.bf16), repeats)
+    costs["decoder"] = median_seconds(decoder_step_fn(model(), batch, rt.bf16), repeats, device=dev)
     return costs
 
 

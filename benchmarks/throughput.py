@@ -25,18 +25,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chans", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="0 = torch's default")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch = fake_batch(args.batch, args.chans, args.size)
+    batch = fake_batch(args.batch, args.chans, args.size, device=args.device)
     rows = []
     for name in args.models:
         for kind in ("sl", "ssl", "mix"):
             rates = []
             for bf16 in (False, True):
-                model = build(name, args.size, args.chans)
+                model = build(name, args.size, args.chans, device=args.device)
                 step = train_step_fn(model, kind, batch, bf16)
-                rates.append(args.batch / median_seconds(step, args.repeats))
+                seconds = median_seconds(step, args.repeats, device=args.device)
+                rates.append(args.batch / seconds)
             rows.append(
                 [name, kind, f"{rates[0]:.0f}", f"{rates[1]:.0f}", f"{rates[1] / rates[0]:.2f}"]
             )

@@ -289,8 +289,8 @@ def _resources(raw: Any) -> dict[str, float]:
         _fail("resources.cpu", f"{cpu!r}: must be a number > 0")
     if not _is_number(gpu) or not gpu >= 0:
         _fail("resources.gpu", f"{gpu!r}: must be a number >= 0 (0.25 packs four trials per GPU)")
-    if gpu > 1 and gpu != int(gpu):
-        _fail("resources.gpu", f"{gpu!r}: fractions are allowed up to 1; above 1 use whole GPUs")
+    if gpu > 1:  # the trainer runs on one device: a second GPU would sit idle
+        _fail("resources.gpu", f"{gpu!r}: at most 1 (a trial trains on one GPU; 0.25 packs four)")
     return {"cpu": cpu, "gpu": gpu}
 
 

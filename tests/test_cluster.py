@@ -106,7 +106,7 @@ def test_explicit_cuda_on_a_gpu_less_trial_fails_clearly(two_nodes, tmp_path: Pa
 
 
 def test_resources_no_node_can_hold_are_bad_input(two_nodes, tmp_path: Path, capsys) -> None:
-    space = {**SPACE, "resources": {"cpu": 1, "gpu": 2}}
+    space = {**SPACE, "resources": {"cpu": 64, "gpu": 0}}
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(space))
     args = ["search", "--space", str(path), "--storage-path", str(tmp_path / "s")]

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from trainers.runtime import host
+
 R_MIN = 0.2
 ACCELS = ("none", "mixup", "cutmix", "skip")
 
@@ -102,12 +104,13 @@ def cutmix_box(
 
 
 def box_cells(corner: Tensor, size: Tensor, grid: tuple[int, int]) -> Tensor:
-    """[n, gh * gw] bool: the cells inside each item's box (row-major, like patch tokens)."""
+    """[n, gh * gw] bool on corner's device: the cells inside each item's box (row-major)."""
     gh, gw = grid
-    rows = torch.arange(gh)[None, :, None]
-    cols = torch.arange(gw)[None, None, :]
+    h, w = (int(v) for v in size)  # size lives on the CPU: no device read
+    rows = torch.arange(gh, device=corner.device)[None, :, None]
+    cols = torch.arange(gw, device=corner.device)[None, None, :]
     r0, c0 = corner[:, 0, None, None], corner[:, 1, None, None]
-    inside = (rows >= r0) & (rows < r0 + size[0]) & (cols >= c0) & (cols < c0 + size[1])
+    inside = (rows >= r0) & (rows < r0 + h) & (cols >= c0) & (cols < c0 + w)
     return inside.reshape(len(corner), gh * gw)
 
 
@@ -156,23 +159,38 @@ def check_accel(mode: str, n: int, skip_fraction: float) -> None:
 
 
 class InputMixer:
-    """Per-sample bookkeeping of selective mixing over one labelled pool of n samples."""
+    """Per-sample bookkeeping of selective mixing over one labelled pool of n samples.
 
-    def __init__(self, mode: str, n: int, share: float, skip_fraction: float = 0.0) -> None:
+    The decisions run on the CPU once per epoch; during the epoch `record` writes each step's
+    per-item losses into copies on the training device (`device`), read back once by
+    `end_epoch`, so a GPU step never waits on the host.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        n: int,
+        share: float,
+        skip_fraction: float = 0.0,
+        device: torch.device | None = None,
+    ) -> None:
         check_accel(mode, n, skip_fraction)
         self.mode, self.n, self.share, self.skip_fraction = mode, n, share, skip_fraction
+        self.device = device or torch.device("cpu")
         nan = torch.full((n,), float("nan"))
         self.loss, self.prev = nan.clone(), nan.clone()
         self.correct = torch.zeros(n, dtype=torch.bool)
         self.mixed = torch.zeros(n, dtype=torch.bool)  # this epoch's mixed set
         self.region3 = torch.zeros(n, dtype=torch.bool)
+        self._epoch: Tensor | None = None  # [2, n] float on device: loss, correct (0/1)
 
     @property
     def mixed_fraction(self) -> float:
         return float(self.mixed.float().mean()) if self.n else 0.0
 
     def epoch_items(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """(a, b, r) for every item of the coming epoch."""
+        """(a, b, r) for every item of the coming epoch (CPU); starts the epoch's recording."""
+        self._epoch = torch.stack([self.loss, self.correct.float()]).to(self.device)
         if self.mode == "skip":  # the honest baseline: drop a random share of the samples
             keep = torch.randperm(self.n, generator=generator)[
                 : skip_kept(self.n, self.skip_fraction)
@@ -189,13 +207,20 @@ class InputMixer:
         self, a: Tensor, b: Tensor, loss_a: Tensor, loss_b: Tensor, correct_a: Tensor
     ) -> None:
         """Per-item losses of one step (estimated on the composite for mixed items)."""
+        assert self._epoch is not None, "record() before epoch_items() started the epoch"
+        loss, correct = self._epoch[0], self._epoch[1]
         pair = a != b
-        self.loss[a] = loss_a.detach().float().cpu()
-        self.loss[b[pair]] = loss_b.detach().float().cpu()[pair]
-        self.correct[a[~pair]] = correct_a.cpu()[~pair]
+        loss_a, loss_b = loss_a.detach().float(), loss_b.detach().float()
+        loss[a] = loss_a
+        # b's estimate where paired, a's own loss again where not: no mask, so no device sync
+        loss[torch.where(pair, b, a)] = torch.where(pair, loss_b, loss_a)
+        correct[a] = torch.where(pair, correct[a], correct_a.float())
 
     def end_epoch(self) -> None:
         """Decide next epoch's mixed set from this epoch's losses (see the module docstring)."""
+        if self._epoch is not None:  # the epoch's one read back from the device
+            loss, correct = host(self._epoch)
+            self.loss, self.correct, self._epoch = loss, correct.bool(), None
         if self.mode == "skip":  # the baseline mixes nothing; its mixed set stays empty
             return
         means = running_means(self.loss, self.correct, ~self.mixed)

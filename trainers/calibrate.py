@@ -25,6 +25,7 @@ from trainers.accel import InputMixer
 from trainers.config import TrialConfig
 from trainers.models import MixModel, create_model
 from trainers.plan import phase_plan
+from trainers.runtime import synchronize
 from trainers.steps import Batch, mixed_batches, step_loss
 
 CALIBRATION_VERSION = 1
@@ -63,28 +64,38 @@ def calibrated_seconds(counts: dict[str, int], costs: dict[str, float]) -> float
 # ---------------------------------------------------------------- timing (shared with benchmarks)
 
 
-def fake_batch(batch: int, chans: int, size: int, classes: int = 10, seed: int = 0) -> Batch:
+def fake_batch(
+    batch: int, chans: int, size: int, classes: int = 10, seed: int = 0, device: str = "cpu"
+) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(
-        torch.randn(batch, chans, size, size, generator=g),
-        torch.randint(0, classes, (batch,), generator=g),
+        torch.randn(batch, chans, size, size, generator=g).to(device),
+        torch.randint(0, classes, (batch,), generator=g).to(device),
     )
 
 
-def step_times(fn: Callable[[], None], repeats: int, warmup: int = 2) -> list[float]:
-    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls."""
+def step_times(
+    fn: Callable[[], None], repeats: int, warmup: int = 2, device: str = "cpu"
+) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls; on a GPU the
+    queue is drained around each timing, so a call is timed with the work it queued."""
+    dev = torch.device(device)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        synchronize(dev)
         start = time.perf_counter()
         fn()
+        synchronize(dev)
         times.append(time.perf_counter() - start)
     return times
 
 
-def median_seconds(fn: Callable[[], None], repeats: int, warmup: int = 2) -> float:
-    return statistics.median(step_times(fn, repeats, warmup))
+def median_seconds(
+    fn: Callable[[], None], repeats: int, warmup: int = 2, device: str = "cpu"
+) -> float:
+    return statistics.median(step_times(fn, repeats, warmup, device))
 
 
 def train_step_fn(
@@ -112,9 +123,12 @@ def train_step_fn(
     return step
 
 
-def build(name: str, size: int, chans: int, seed: int = 0, classes: int = 10) -> MixModel:
+def build(
+    name: str, size: int, chans: int, seed: int = 0, classes: int = 10, device: str = "cpu"
+) -> MixModel:
     torch.manual_seed(seed)
-    return create_model(name, num_classes=classes, image_size=size, in_chans=chans).train()
+    model = create_model(name, num_classes=classes, image_size=size, in_chans=chans)
+    return model.to(device).train()
 
 
 # ---------------------------------------------------------------- calibration

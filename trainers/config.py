@@ -84,6 +84,8 @@ class TrialConfig:
     device: str = "auto"
     num_threads: int = 0
     eval_batch_size: int = 256
+    checkpoint_every: int = 1  # epochs between checkpoints; the last epoch always checkpoints
+    checkpoint_minutes: float = 0.0  # also checkpoint once this long has passed; 0 = off
     seed: int = 0
     # the papers' options beyond Algorithm 1 (docs/config.md)
     ssl_pass: str = "masked"
@@ -273,6 +275,13 @@ def _validate(c: TrialConfig) -> None:
     )
     _check_count(c, "batch_size", 1)
     _check_count(c, "eval_batch_size", 1)
+    _check_count(c, "checkpoint_every", 1)
+    _check(
+        math.isfinite(c.checkpoint_minutes) and c.checkpoint_minutes >= 0,
+        "checkpoint_minutes",
+        "a number >= 0 (0 = off)",
+        c.checkpoint_minutes,
+    )
     for name in ("lr_ssl", "lr_sl"):
         value = getattr(c, name)
         _check(math.isfinite(value) and value > 0, name, "a positive number", value)

@@ -21,10 +21,10 @@ from timm.optim import param_groups_weight_decay
 from trainers.accel import InputMixer, check_accel
 from trainers.calibrate import calibrated_seconds, config_step_kinds, step_kind
 from trainers.config import TrialConfig
-from trainers.data import Splits, build_splits, normalize
+from trainers.data import Splits, build_splits, channel_constants, normalize
 from trainers.models import MixModel, create_model
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
-from trainers.runtime import Runtime, resolve_runtime, synchronize
+from trainers.runtime import Runtime, host, resolve_runtime, synchronize
 from trainers.steps import (
     Batch,
     BatchSource,
@@ -36,7 +36,7 @@ from trainers.steps import (
     with_mixup,
 )
 
-Report = Callable[[dict[str, Any], dict[str, Any]], None]
+Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
 STATE_VERSION = 2  # 2: per-image FLOPs, mixTrain state
 
 
@@ -85,26 +85,56 @@ def make_optimizer(
 def accuracy(
     model: MixModel, x: torch.Tensor, y: torch.Tensor, rt: Runtime, splits: Splits, batch_size: int
 ) -> float:
-    """Top-1 accuracy of the classifier on uint8 images `x` (no augmentation)."""
+    """Top-1 accuracy of the classifier on uint8 images `x` (no augmentation).
+
+    The data moves to the device once (a no-op when already there) and the count of correct
+    predictions stays there until the end: one read per call, none per batch.
+    """
     model.eval()
-    correct = 0
+    x, y = x.to(rt.device), y.to(rt.device)
+    mean, std = channel_constants(splits.mean, splits.std, rt.device)
+    correct = torch.zeros((), dtype=torch.long, device=rt.device)
     for start in range(0, len(x), batch_size):
-        xb = normalize(x[start : start + batch_size].to(rt.device), splits.mean, splits.std)
+        xb = normalize(x[start : start + batch_size], mean, std)
         with rt.autocast():
             logits = model.sl_logits(xb)
-        correct += (logits.argmax(1) == y[start : start + batch_size].to(rt.device)).sum().item()
+        correct += (logits.argmax(1) == y[start : start + batch_size]).sum()
     model.train()
-    return correct / max(1, len(x))
+    return int(host(correct)) / max(1, len(x))
 
 
 # Where and how fast a run executes, not what it trains: a retry may land elsewhere.
-EXECUTION_FIELDS = ("device", "num_threads", "eval_batch_size")
+EXECUTION_FIELDS = (
+    "device",
+    "num_threads",
+    "eval_batch_size",
+    "checkpoint_every",
+    "checkpoint_minutes",
+)
 
 
 def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two config dicts that train the same thing (execution fields aside)."""
     strip = lambda d: {k: v for k, v in d.items() if k not in EXECUTION_FIELDS}  # noqa: E731
     return strip(a) == strip(b)
+
+
+def cuda_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The CUDA generator state of the run's own device only: a trial sees other GPUs (or none
+    after a retry elsewhere), and restoring states for devices it cannot see would raise."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_cuda_rng_state(device: torch.device, state: torch.Tensor | list | None) -> None:
+    """Restore `cuda_rng_state`'s output on `device` (nothing on a CPU run). Older checkpoints
+    hold a list, one state per GPU visible then: only this device's entry, if any, is used."""
+    if device.type != "cuda":
+        return
+    if isinstance(state, list):
+        index = device.index or 0
+        state = state[index] if index < len(state) else None
+    if state is not None:
+        torch.cuda.set_rng_state(state, device)
 
 
 class SetupError(ValueError):
@@ -148,7 +178,11 @@ class Trainer:
         self.mixer = None  # mixTrain input mixing of the SL phase (trainers/accel.py)
         if config.sl_accel != "none":
             self.mixer = InputMixer(
-                config.sl_accel, len(s.train_x), config.sl_accel_ratio, config.sl_skip_fraction
+                config.sl_accel,
+                len(s.train_x),
+                config.sl_accel_ratio,
+                config.sl_skip_fraction,
+                device=rt.device,
             )
 
     def segment_steps(self, segment: str) -> int:
@@ -224,7 +258,8 @@ class Trainer:
             self.scheduler.step()
         synchronize(self.rt.device)
         elapsed = time.perf_counter() - start
-        means = {k: v.item() / steps for k, v in sums.items()}
+        totals = host(torch.stack(list(sums.values()))).tolist()  # the epoch's one loss read
+        means = {k: v / steps for k, v in zip(sums, totals, strict=True)}
         if not all(math.isfinite(v) for v in means.values()):
             raise NonFiniteLossError(
                 f"non-finite loss in phase {phase!r}, epoch {self.epoch + 1}: "
@@ -280,7 +315,7 @@ class Trainer:
             "mixer": self.mixer.state_dict() if self.mixer is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "cuda": cuda_rng_state(self.rt.device),
                 "data": self.data.g.get_state(),
             },
         }
@@ -303,9 +338,19 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_cuda_rng_state(self.rt.device, state["rng"]["cuda"])
         self.data.g.set_state(state["rng"]["data"])
+
+
+def checkpoint_due(config: TrialConfig, epoch: int, total: int, since_last_s: float) -> bool:
+    """Checkpoint after `epoch` (1-based)? Every `checkpoint_every` epochs, when
+    `checkpoint_minutes` have passed since the last one, and always after the last epoch.
+
+    A paper-scale epoch is 17-35 steps but its checkpoint 70-150 MB: writing one per epoch
+    would cost terabytes per search."""
+    if epoch >= total or epoch % config.checkpoint_every == 0:
+        return True
+    return 0 < config.checkpoint_minutes * 60 <= since_last_s
 
 
 def run(
@@ -316,8 +361,10 @@ def run(
 ) -> dict[str, Any]:
     """Train one run of `config`, calling `report(metrics, state)` after every epoch.
 
-    `state` is a checkpoint (a dict for `torch.save`); passing it back as `checkpoint` resumes
-    exactly after that epoch. Returns the last epoch's metrics, which include `test_accuracy`.
+    `state` is a checkpoint (a dict for `torch.save`), or None on epochs the checkpoint cadence
+    skips (`checkpoint_every`, `checkpoint_minutes`; the last epoch always has one); passing it
+    back as `checkpoint` resumes exactly after that epoch. Returns the last epoch's metrics,
+    which include `test_accuracy`.
     With `step_costs` (seconds per step kind, `trainers.calibrate`) every epoch also reports
     `calibrated_latency_s`.
     """
@@ -328,7 +375,10 @@ def run(
     trainer = Trainer(config, rt, step_costs)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
+    saved = time.monotonic()
     while trainer.epoch < len(trainer.phases):
         metrics = trainer.run_epoch()
-        report(metrics, trainer.state_dict())
+        due = checkpoint_due(config, trainer.epoch, len(trainer.phases), time.monotonic() - saved)
+        report(metrics, trainer.state_dict() if due else None)
+        saved = time.monotonic() if due else saved
     return trainer.history[-1] if trainer.history else {}

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from torch import Tensor
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from trainers.accel import InputMixer, MixItems, box_cells, cells_to_pixels, cutmix_box
-from trainers.data import Splits, augment, normalize
+from trainers.data import Splits, apply_augment, augment_params, channel_constants, normalize
 from trainers.models import MixModel
 from trainers.plan import mix_images
 
@@ -92,7 +92,9 @@ class BatchSource:
     """Epochs of batches from in-memory uint8 tensors: index gather + batched augmentation.
 
     Training drops the last incomplete batch so every step of a kind has the same cost (and the
-    same FLOP count); a pool smaller than one batch gives a single full-pool step.
+    same FLOP count); a pool smaller than one batch gives a single full-pool step. An epoch's
+    indices and augmentation draws come from the CPU generator up front and reach the data's
+    device in one copy, so a GPU step never waits on the host.
     """
 
     def __init__(self, splits: Splits, batch_size: int, generator: torch.Generator) -> None:
@@ -100,60 +102,116 @@ class BatchSource:
         self.batch_size = batch_size
         self.g = generator
         self.ssl_pool = splits.ssl_x if splits.ssl_x is not None else splits.train_x
+        self.device = splits.train_x.device
+        self.mean, self.std = channel_constants(splits.mean, splits.std, self.device)
 
     def steps(self, kind: str) -> int:
         n = len(self.ssl_pool) if kind == "ssl" else len(self.splits.train_x)
         return max(1, n // self.batch_size)
 
-    def _prepare(self, x_uint8: Tensor) -> Tensor:
-        x = augment(x_uint8, self.g)
-        return normalize(x, self.splits.mean, self.splits.std)
+    def _prepare(self, x_uint8: Tensor, params: Tensor) -> Tensor:
+        """x_uint8 [B, C, H, W] with its `draws` rows 1..3 (crop offsets, flip) -> normalised."""
+        x = apply_augment(x_uint8, params[1:3], params[3].bool())
+        return normalize(x, self.mean, self.std)
 
-    def _indices(self, n: int) -> Iterator[Tensor]:
+    def draws(self, idx: Tensor) -> Tensor:
+        """[4, n] int64 on the device: sample indices `idx` (CPU), crop offsets (2 rows), flip.
+
+        One host->device copy for everything the epoch draws for these samples.
+        """
+        offsets, mirrored = augment_params(len(idx), self.g)
+        return torch.cat([idx[None], offsets, mirrored[None].long()]).to(self.device)
+
+    def _order(self, n: int) -> Tensor:
+        """The epoch's sample indices, truncated to whole batches (drop-last)."""
         perm = torch.randperm(n, generator=self.g)
-        size = min(self.batch_size, n)
-        for start in range(0, max(1, n // self.batch_size) * size, size):
-            yield perm[start : start + size]
+        return perm[: max(1, n // self.batch_size) * min(self.batch_size, n)]
 
     def epoch(self, kind: str, lam: float) -> Iterator[Batch]:
         """The batches of one epoch of `kind`. MIX mixes in SSL images when they differ."""
         s = self.splits
-        if kind == "ssl":
-            for idx in self._indices(len(self.ssl_pool)):
-                yield Batch(self._prepare(self.ssl_pool[idx.to(self.ssl_pool.device)]), None)
-            return
-        for idx in self._indices(len(s.train_x)):
-            idx = idx.to(s.train_x.device)
-            x = self._prepare(s.train_x[idx])
-            if kind == "mix" and s.ssl_x is not None:
-                other = torch.randint(len(s.ssl_x), (len(idx),), generator=self.g)
-                x = mix_images(x, self._prepare(s.ssl_x[other.to(s.ssl_x.device)]), lam)
-            yield Batch(x, s.train_y[idx])
+        pool = self.ssl_pool if kind == "ssl" else s.train_x
+        plan = self.draws(self._order(len(pool)))
+        other = None
+        if kind == "mix" and s.ssl_x is not None:
+            other = self.draws(torch.randint(len(s.ssl_x), (plan.shape[1],), generator=self.g))
+        size = min(self.batch_size, len(pool))
+        for start in range(0, plan.shape[1], size):
+            p = plan[:, start : start + size]
+            x = self._prepare(pool[p[0]], p)
+            if kind == "ssl":
+                yield Batch(x, None)
+                continue
+            if other is not None:
+                assert s.ssl_x is not None  # `other` indexes the SSL pool
+                o = other[:, start : start + size]
+                x = mix_images(x, self._prepare(s.ssl_x[o[0]], o), lam)
+            yield Batch(x, s.train_y[p[0]])
 
 
 def mixed_batches(source: BatchSource, mixer: InputMixer, grid: tuple[int, int]) -> Iterator[Batch]:
-    """The SL epoch as mixTrain items (trainers/accel.py), every item kept (no drop-last)."""
-    s, g = source.splits, source.g
+    """The SL epoch as mixTrain items (trainers/accel.py), every item kept (no drop-last).
+
+    The epoch's items, augmentation draws, shares and CutMix boxes reach the device in one copy
+    each per epoch, none per step.
+    """
+    s, g, bs = source.splits, source.g, source.batch_size
     a, b, r = mixer.epoch_items(g)
-    for start in range(0, len(a), source.batch_size):
-        ia, ib, ir = (
-            a[start : start + source.batch_size],
-            b[start : start + source.batch_size],
-            r[start : start + source.batch_size],
+    plan_a, plan_b = source.draws(a), source.draws(b)
+    corner = None
+    if mixer.mode == "cutmix":
+        corner, size = cutmix_box(grid, mixer.share, len(a), g)
+        corner = corner.to(source.device)
+    r = r.to(source.device)
+    for start in range(0, len(a), bs):
+        pa, pb, ir = (
+            plan_a[:, start : start + bs],
+            plan_b[:, start : start + bs],
+            r[start : start + bs],
         )
-        dev = s.train_x.device
-        xa, xb = source._prepare(s.train_x[ia.to(dev)]), source._prepare(s.train_x[ib.to(dev)])
+        ia, ib = pa[0], pb[0]
+        xa, xb = source._prepare(s.train_x[ia], pa), source._prepare(s.train_x[ib], pb)
         cells = None
-        if mixer.mode == "cutmix":
-            corner, size = cutmix_box(grid, mixer.share, len(ia), g)
-            cells = box_cells(corner, size, grid) | (ia == ib)[:, None]  # unmixed: all of a
-            pixels = cells_to_pixels(cells, grid, s.image_size).to(dev)
+        if corner is not None:
+            unmixed = (ia == ib)[:, None]  # an unmixed item is all of a
+            cells = box_cells(corner[start : start + bs], size, grid) | unmixed
+            pixels = cells_to_pixels(cells, grid, s.image_size)
             x = torch.where(pixels, xa, xb)
-            ir = pixels.float().mean(dim=(1, 2, 3)).cpu()  # a's exact pixel share
+            ir = pixels.float().mean(dim=(1, 2, 3))  # a's exact pixel share
         else:
-            x = ir.to(dev)[:, None, None, None] * xa + (1 - ir.to(dev))[:, None, None, None] * xb
-        items = MixItems(ia, ib, ir, cells.to(dev) if cells is not None else None)
-        yield Batch(x, s.train_y[ia.to(dev)], items, s.train_y[ib.to(dev)], mixer.mode)
+            x = ir[:, None, None, None] * xa + (1 - ir)[:, None, None, None] * xb
+        yield Batch(x, s.train_y[ia], MixItems(ia, ib, ir, cells), s.train_y[ib], mixer.mode)
+
+
+def _cpu_sdpa_flop(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    return sdpa_flop_count(q_shape, k_shape, v_shape)
+
+
+def _cpu_sdpa_backward_flop(
+    grad_shape,
+    q_shape,
+    k_shape,
+    v_shape,
+    *args,
+    out_shape=None,
+    **kwargs,  # noqa: ANN001
+) -> int:
+    return sdpa_backward_flop_count(grad_shape, q_shape, k_shape, v_shape)
+
+
+_aten = torch.ops.aten
+# torch's counter knows the CUDA attention kernels but not the CPU fused one, which it counts
+# as 0 FLOPs. Count it with the formulas torch uses for the CUDA flash/efficient kernels
+# (backward includes the score recompute), so a step counts the same on every device.
+ATTENTION_FLOPS = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
+}
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter with attention counted on the CPU too (see ATTENTION_FLOPS)."""
+    return FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS)
 
 
 def count_step_gflops(
@@ -166,7 +224,7 @@ def count_step_gflops(
     """
     shadow = copy.deepcopy(model)
     devices = [batch.x.device] if batch.x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), FlopCounterMode(display=False) as counter:
+    with torch.random.fork_rng(devices=devices), flop_counter() as counter:
         with autocast():
             loss = step_loss(shadow, kind, batch, alpha=0.5)["loss"]
         loss.backward()

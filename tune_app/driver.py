@@ -57,6 +57,9 @@ def check_resources(space: SearchSpace) -> None:
             f"{space.source}: resources: a trial asks for cpu={space.cpu}, gpu={space.gpu} but "
             f"the largest node has {best_cpu:g} CPUs and {best_gpu:g} GPUs"
         )
+    from tune_app.gpu_fit import check_gpu_memory
+
+    check_gpu_memory(space)  # each trial's estimated peak memory against its GPU share
 
 
 def set_ray_env() -> None:

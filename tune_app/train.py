@@ -64,13 +64,14 @@ class RunFolder:
         self.started = time.perf_counter()
         self.append = resumed  # a fresh run starts history.jsonl anew, whatever was there
 
-    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(dump_yaml(self.config.to_dict()))
         mode, self.append = ("a" if self.append else "w"), True
         with open(self.out / "history.jsonl", mode, encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
-        save_atomic(state, self.out / CHECKPOINT)
+        if state is not None:  # None: an epoch the checkpoint cadence skips
+            save_atomic(state, self.out / CHECKPOINT)
         print(
             progress_line(metrics, self.total, time.perf_counter() - self.started),
             file=sys.stderr,

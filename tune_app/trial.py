@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from ray import tune
 
 from trainers import ConfigError, NonFiniteLossError, SetupError, TrialConfig, plan_for, run
+from trainers.runtime import resolve_device
 from tune_app.checkpoints import CheckpointError, load_state
 
 STATE_FILE = "state.pt"
@@ -59,7 +61,42 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
             file=sys.stderr,
         )
         config = config.replace(device="cpu")
+    elif gpus and config.device != "cpu" and torch.cuda.is_available():
+        # (without CUDA an explicit `device: cuda` fails in the trainer with a clear message)
+        torch.cuda.set_device(local_gpu_index(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")))
+        cap_gpu_memory(ray.get_runtime_context().get_assigned_resources().get("GPU", 1.0))
     return config
+
+
+def cap_gpu_memory(share: float) -> None:
+    """Cap this trial's allocator at its GPU share: fractional GPUs share memory unguarded, and
+    without a cap the trial that overshoots makes its *neighbour's* next allocation fail."""
+    if share < 1.0:
+        torch.cuda.set_per_process_memory_fraction(share, torch.cuda.current_device())
+
+
+def gpu_memory_metrics(device: torch.device) -> dict[str, float]:
+    """`gpu_mem_peak_gb`: the trial's peak allocated GPU memory so far (nothing on a CPU)."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_mem_peak_gb": torch.cuda.max_memory_allocated(device) / 1024**3}
+
+
+def local_gpu_index(assigned: Sequence[int | str], visible: str | None) -> int:
+    """torch's index of the first GPU Ray assigned to this worker.
+
+    Ray reports GPU ids as listed in CUDA_VISIBLE_DEVICES when that was set (by Ray itself,
+    which normally exposes only the assigned GPUs, so index 0), and as physical ids otherwise.
+    With RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES the worker sees every GPU: the index is
+    the id's position in CUDA_VISIBLE_DEVICES, or the id itself when that variable is unset.
+    """
+    first = str(assigned[0])
+    if visible is None:
+        return int(first)
+    listed = [v.strip() for v in visible.split(",") if v.strip()]
+    if first not in listed:
+        raise RuntimeError(f"Ray assigned GPU {first} but CUDA_VISIBLE_DEVICES={visible!r}")
+    return listed.index(first)
 
 
 def restored_state() -> dict[str, Any] | None:
@@ -114,10 +151,14 @@ def run_trial(
         "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
     }
 
-    def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, STATE_FILE))
-            tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        result = {**metrics, **gpu_memory_metrics(resolve_device(config.device)), **tags}
+        if state is None:  # an epoch the checkpoint cadence skips
+            tune.report(result)
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state, os.path.join(d, STATE_FILE))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
     run(config, report, restored_state(), step_costs)

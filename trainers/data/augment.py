@@ -27,13 +27,31 @@ def augment(x: Tensor, generator: torch.Generator, pad: int = 4, flip: bool = Tr
     """
     if x.dim() != 4:
         raise ValueError(f"augment expects images [B, C, H, W], got shape {tuple(x.shape)}")
+    offsets, mirrored = augment_params(len(x), generator, pad, flip)
+    return apply_augment(x, offsets.to(x.device), mirrored.to(x.device), pad)
+
+
+def augment_params(
+    n: int, generator: torch.Generator, pad: int = 4, flip: bool = True
+) -> tuple[Tensor, Tensor]:
+    """The random draws of `augment` for n samples, on the generator's device.
+
+    Drawn for a whole epoch at once, they move to the GPU in one copy instead of one per step.
+
+    Returns:
+        (offsets int64 [2, n]: crop row/column offsets in 0..2*pad, mirrored bool [n]).
+    """
     if pad < 0:
         raise ValueError(f"pad = {pad} is out of range; allowed: pad >= 0")
-    b, c, h, w = x.shape
     g_dev = generator.device
-    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=g_dev)
-    mirrored = torch.rand(b, generator=generator, device=g_dev) < 0.5
-    offsets, mirrored = offsets.to(x.device), mirrored.to(x.device) & flip
+    offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=g_dev)
+    mirrored = torch.rand(n, generator=generator, device=g_dev) < 0.5
+    return offsets, mirrored & flip
+
+
+def apply_augment(x: Tensor, offsets: Tensor, mirrored: Tensor, pad: int = 4) -> Tensor:
+    """Crop and flip uint8 x [B, C, H, W] by `augment_params` already on x's device."""
+    b, c, h, w = x.shape
     rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # [B, H] rows of padded image
     cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # [B, W]
     # A flip after the crop reads the crop's columns right to left.
@@ -55,6 +73,9 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
 
     Returns:
         float32 [..., C, H, W]: (x / 255 - mean) / std.
+
+    Pass `channel_constants(...)` (tensors already on x's device) in a training loop: a Python
+    sequence is copied to the device on every call.
     """
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
@@ -64,3 +85,13 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
             f"{x.shape[-3]} channels; need one of each per channel"
         )
     return (x.to(torch.float32) / 255 - mean_t) / std_t
+
+
+def channel_constants(
+    mean: Sequence[float], std: Sequence[float], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std as float32 [C] tensors on `device`, made once per run."""
+    return (
+        torch.tensor(mean, dtype=torch.float32, device=device),
+        torch.tensor(std, dtype=torch.float32, device=device),
+    )
