@@ -72,3 +72,33 @@ def test_trial_stopped_without_an_objective_value_is_pruned_in_optuna(tmp_path: 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.values is None
+
+
+def test_search_trials_reuse_a_shared_ssl_prefix(local_ray, tmp_path: Path, capsys) -> None:
+    """Two trials with the same SSL settings (rho fixed): the second takes the first's SSL
+    epoch from the experiment's cache, still reports every epoch, and the summary counts it."""
+    import pandas as pd
+
+    from analysis.load import read_results
+    from tune_app.cli import main
+
+    space = {
+        **SPACE,
+        "parameters": {**SPACE["parameters"], "rho": {"value": 0.5}},  # ssl, mix, sl
+        "search": {**SPACE["search"], "num_samples": 2, "max_concurrent": 1},
+        "baselines": {"pipelines": []},
+    }
+    path = tmp_path / "reuse.yaml"
+    path.write_text(yaml.safe_dump(space))
+    argv = ["search", "--space", str(path), "--storage-path", str(tmp_path), "--name", "r"]
+    assert main([*argv, "--wandb", "disabled"]) == 0
+    experiment = tmp_path / "r"
+    table = pd.read_parquet(experiment / "trials.parquet").sort_values("ssl_epochs_reused")
+    assert table["complete"].all() and list(table["ssl_epochs_reused"]) == [0, 1]
+    first, second = table.to_dict("records")
+    assert first["compute_s"] == pytest.approx(first["train_latency_s"])
+    assert 0 < second["compute_s"] < second["train_latency_s"]
+    rows = read_results(experiment / second["trial_id"] / "result.json")
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[0]["val_accuracy"] is None
+    assert any((experiment / "ssl_cache").rglob("epoch-1.pt"))
+    assert "SSL epochs reused from the cache: 1" in capsys.readouterr().err

@@ -18,6 +18,7 @@ MIX_PASSES = ("full", "masked")
 SL_ACCELS = ("none", "mixup", "cutmix", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 SSL_SOURCES_FIXED = ("same", "unlabeled")
+SSL_SCHEDULES = ("phase", "budget")
 
 # Paper Tables 12-13: base learning rates at batch 256 (scaled linearly with the batch size).
 PAPER_LR_SSL = {"vit": 1.5e-4, "resnet": 1e-4}
@@ -75,6 +76,9 @@ class TrialConfig:
     num_threads: int = 0
     eval_batch_size: int = 256
     seed: int = 0
+    # SSL learning-rate cosine over this run's SSL phase (`phase`), or over all `epochs_ssl`
+    # epochs cut at the MIX boundary (`budget`: every e_mix shares one SSL prefix)
+    ssl_schedule: str = "phase"
 
     def __post_init__(self) -> None:
         if self.lr_ssl is None:
@@ -221,3 +225,9 @@ def _validate(c: TrialConfig) -> None:
     for name in ("warmup_ssl", "warmup_sl"):
         _check(0.0 <= getattr(c, name) < 1.0, name, "a fraction in [0, 1)", getattr(c, name))
     _check(c.num_threads >= 0, "num_threads", "an integer >= 0 (0 = all CPUs given)", c.num_threads)
+    _check(
+        c.ssl_schedule in SSL_SCHEDULES,
+        "ssl_schedule",
+        f"one of {', '.join(SSL_SCHEDULES)}",
+        c.ssl_schedule,
+    )

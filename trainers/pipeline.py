@@ -24,6 +24,7 @@ from trainers.data import Splits, build_splits, normalize
 from trainers.models import MixModel, create_model
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
 from trainers.runtime import Runtime, resolve_runtime, synchronize
+from trainers.ssl_cache import SSLCache, ssl_key
 from trainers.steps import (
     Batch,
     BatchSource,
@@ -129,6 +130,7 @@ class Trainer:
         self.gflops = 0.0
         self.step_gflops: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
+        self.reused_epochs, self.reused_latency_s = 0, 0.0  # SSL epochs taken from the cache
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.mixer = None  # mixTrain input mixing of the SL phase (trainers/accel.py)
@@ -137,7 +139,16 @@ class Trainer:
                 config.sl_accel, len(s.train_x), config.sl_accel_ratio, config.sl_skip_fraction
             )
 
+    def ssl_schedule_epochs(self) -> int:
+        """Epochs the SSL cosine spans: this run's SSL phase, or (`budget`) all `epochs_ssl`,
+        cut at the MIX boundary, so every `e_mix` shares one prefix."""
+        if self.config.ssl_schedule == "budget":
+            return self.config.effective_epochs_ssl
+        return self.phases.count("ssl")
+
     def segment_steps(self, segment: str) -> int:
+        if segment == "ssl":
+            return self.ssl_schedule_epochs() * self.data.steps("ssl")
         kinds = [p for p in self.phases if (p == "ssl") == (segment == "ssl")]
         return sum(self.data.steps(k) for k in kinds)
 
@@ -236,6 +247,8 @@ class Trainer:
             "train_latency_s": self.latency_s,
             "train_gflops": self.gflops,
             "images_per_s": out["images"] / max(out["train_s"], 1e-9),
+            "compute_s": self.latency_s - self.reused_latency_s,
+            "ssl_epochs_reused": self.reused_epochs,
         }
         if self.mixer is not None:
             metrics["mixed_fraction"] = out.get("mixed_fraction")
@@ -256,6 +269,7 @@ class Trainer:
             "gflops": self.gflops,
             "step_gflops": dict(self.step_gflops),
             "history": list(self.history),
+            "reused": {"epochs": self.reused_epochs, "latency_s": self.reused_latency_s},
             "mixer": self.mixer.state_dict() if self.mixer is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -274,6 +288,8 @@ class Trainer:
         self.latency_s, self.gflops = state["latency_s"], state["gflops"]
         self.step_gflops = dict(state["step_gflops"])
         self.history = list(state["history"])
+        reused = state.get("reused") or {"epochs": 0, "latency_s": 0.0}
+        self.reused_epochs, self.reused_latency_s = reused["epochs"], reused["latency_s"]
         if self.mixer is not None:
             self.mixer.load_state_dict(state["mixer"])
         if 0 < self.epoch:
@@ -285,14 +301,48 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.data.g.set_state(state["rng"]["data"])
 
+    def load_ssl_prefix(self, epoch: int, state: dict[str, Any]) -> None:
+        """Continue from another run's state after its SSL epoch `epoch` (same SSL key).
+
+        The inherited epochs keep their recorded latency and FLOPs (the recipe's cost), but
+        count as reused, not as this run's compute.
+        """
+        own = {"config": self.config.to_dict()}  # the key vouches for every SSL setting
+        own["mixer"] = self.mixer.state_dict() if self.mixer is not None else None
+        self.load_state_dict({**state, **own})
+        self.reused_epochs, self.reused_latency_s = epoch, self.latency_s
+        self.history = [
+            {**row, "compute_s": 0.0, "ssl_epochs_reused": epoch} for row in self.history
+        ]
+
+    @property
+    def ssl_key(self) -> str:
+        return ssl_key(self.config, self.rt, self.ssl_schedule_epochs())
+
+
+def reuse_ssl_prefix(trainer: Trainer, cache: SSLCache, report: Report) -> None:
+    """Load the deepest cached SSL epoch of the trainer's plan and report the inherited rows."""
+    found = cache.deepest(trainer.ssl_key, trainer.phases.count("ssl"))
+    if found is None:
+        return
+    trainer.load_ssl_prefix(*found)
+    state = trainer.state_dict()
+    for row in trainer.history:  # the run's record stays complete: one row per planned epoch
+        report(row, state)
+
 
 def run(
-    config: TrialConfig, report: Report, checkpoint: dict[str, Any] | None = None
+    config: TrialConfig,
+    report: Report,
+    checkpoint: dict[str, Any] | None = None,
+    ssl_cache: SSLCache | None = None,
 ) -> dict[str, Any]:
     """Train one run of `config`, calling `report(metrics, state)` after every epoch.
 
     `state` is a checkpoint (a dict for `torch.save`); passing it back as `checkpoint` resumes
     exactly after that epoch. Returns the last epoch's metrics, which include `test_accuracy`.
+    With `ssl_cache`, a run without a checkpoint starts from the deepest cached state of its
+    SSL prefix (reporting the inherited epochs' rows first), and stores each SSL epoch it runs.
     """
     try:
         rt = resolve_runtime(config)
@@ -301,7 +351,12 @@ def run(
     trainer = Trainer(config, rt)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
+    elif ssl_cache is not None:
+        reuse_ssl_prefix(trainer, ssl_cache, report)
     while trainer.epoch < len(trainer.phases):
         metrics = trainer.run_epoch()
-        report(metrics, trainer.state_dict())
+        state = trainer.state_dict()
+        if ssl_cache is not None and metrics["phase"] == "ssl":
+            ssl_cache.store(trainer.ssl_key, trainer.epoch, state)
+        report(metrics, state)
     return trainer.history[-1] if trainer.history else {}

@@ -13,13 +13,16 @@ import sys
 import tempfile
 from typing import Any
 
+import pyarrow.fs
 import ray
 import torch
 from ray import tune
 
 from trainers import TrialConfig, plan_for, run
+from trainers.ssl_cache import SSLCache
 
 STATE_FILE = "state.pt"
+SSL_CACHE_DIR = "ssl_cache"  # in the experiment folder: every trial of the search reaches it
 
 
 def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfig:
@@ -43,6 +46,17 @@ def load_state() -> dict[str, Any] | None:
         return None
     with checkpoint.as_directory() as d:
         return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+
+
+def ssl_cache() -> SSLCache | None:
+    """The experiment's shared SSL cache, when Ray's storage is a folder this node can write
+    (a local or NFS path; on an object store the trial trains its SSL phase itself)."""
+    from ray.train._internal.session import get_storage  # Ray's own storage of this trial
+
+    storage = get_storage()
+    if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return None
+    return SSLCache(os.path.join(storage.experiment_fs_path, SSL_CACHE_DIR))
 
 
 def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
@@ -74,4 +88,4 @@ def trainable(
             tune.report({**metrics, **tags}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, load_state())
+    run(config, report, load_state(), ssl_cache())
