@@ -117,9 +117,9 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path: Path, capsys, monkeypa
     )
     assert whole["model"].keys() == cut["model"].keys()
     assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in whole["model"])
-    # measured seconds; calibrated_latency_s too: each run folder calibrates its own step costs
-    # (the resumed run reads its folder's calibration.json again, which test_calibration checks)
-    timing = ("train_latency_s", "images_per_s", "calibrated_latency_s")
+    # measured seconds (compute_s too), and calibrated_latency_s: each run folder calibrates its
+    # own step costs (a resumed run reads its folder's calibration.json again: test_calibration)
+    timing = ("train_latency_s", "images_per_s", "calibrated_latency_s", "compute_s")
     rows = [
         [
             {k: v for k, v in json.loads(line).items() if k not in timing}

@@ -19,6 +19,7 @@ SL_ACCELS = ("none", "mixup", "cutmix", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 SSL_SOURCES_FIXED = ("same", "unlabeled", "all")
 SSL_PASSES = ("masked", "full")
+SSL_SCHEDULES = ("phase", "budget")
 
 # Integer ranges. Seeds feed torch.manual_seed (which takes up to 2**64 - 1) and numpy's
 # default_rng (which takes no negative seed). Counts stay below 2**31 so that torch (int32
@@ -94,6 +95,9 @@ class TrialConfig:
     betas_sl: tuple[float, float] | None = None
     weight_decay_ssl: float | None = None
     weight_decay_sl: float | None = None
+    # SSL learning-rate cosine over this run's SSL phase (`phase`), or over all `epochs_ssl`
+    # epochs cut at the MIX boundary (`budget`: every e_mix shares one SSL prefix)
+    ssl_schedule: str = "phase"
 
     def __post_init__(self) -> None:
         if self.lr_ssl is None:
@@ -291,6 +295,12 @@ def _validate(c: TrialConfig) -> None:
         _check(0.0 <= getattr(c, name) < 1.0, name, "a fraction in [0, 1)", getattr(c, name))
     _check_count(c, "num_threads", 0, f"an integer in [0, {COUNT_MAX}] (0 = all CPUs given)")
     _check(0 <= c.seed <= SEED_MAX, "seed", f"an integer in [0, 2**64 - 1 = {SEED_MAX}]", c.seed)
+    _check(
+        c.ssl_schedule in SSL_SCHEDULES,
+        "ssl_schedule",
+        f"one of {', '.join(SSL_SCHEDULES)}",
+        c.ssl_schedule,
+    )
     _validate_paper_options(c)
 
 

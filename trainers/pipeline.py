@@ -25,6 +25,7 @@ from trainers.data import Splits, build_splits, channel_constants, normalize
 from trainers.models import MixModel, create_model
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
 from trainers.runtime import Runtime, host, resolve_runtime, synchronize
+from trainers.ssl_cache import SSLCache, ssl_key
 from trainers.steps import (
     Batch,
     BatchSource,
@@ -144,6 +145,10 @@ class SetupError(ValueError):
 class Trainer:
     """Holds one run's state; `run()` below is the public entry point."""
 
+    # SSL epochs skip validation: the classifier has had no gradient yet, so the number would
+    # be noise that costs a full pass. Tests switch it on to show the skip changes no result.
+    _validate_ssl = False
+
     def __init__(
         self, config: TrialConfig, rt: Runtime, step_costs: dict[str, float] | None = None
     ) -> None:
@@ -173,6 +178,7 @@ class Trainer:
         self.gflops = 0.0
         self.step_gflops: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
+        self.reused_epochs, self.reused_latency_s = 0, 0.0  # SSL epochs taken from the cache
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.mixer = None  # mixTrain input mixing of the SL phase (trainers/accel.py)
@@ -185,7 +191,16 @@ class Trainer:
                 device=rt.device,
             )
 
+    def ssl_schedule_epochs(self) -> int:
+        """Epochs the SSL cosine spans: this run's SSL phase, or (`budget`) all `epochs_ssl`,
+        cut at the MIX boundary, so every `e_mix` shares one prefix."""
+        if self.config.ssl_schedule == "budget":
+            return self.config.effective_epochs_ssl
+        return self.phases.count("ssl")
+
     def segment_steps(self, segment: str) -> int:
+        if segment == "ssl":
+            return self.ssl_schedule_epochs() * self.data.steps("ssl")
         kinds = [p for p in self.phases if (p == "ssl") == (segment == "ssl")]
         return sum(self.data.steps(k) for k in kinds)
 
@@ -280,15 +295,20 @@ class Trainer:
         self.latency_s += out["train_s"]
         self.epoch += 1
         s, bs = self.splits, self.config.eval_batch_size
+        validate = phase != "ssl" or self._validate_ssl
         metrics = {
             "epoch": self.epoch,
             "phase": phase,
             "loss_ssl": out.get("loss_ssl"),
             "loss_sl": out.get("loss_sl"),
-            "val_accuracy": accuracy(self.model, s.val_x, s.val_y, self.rt, s, bs),
+            "val_accuracy": accuracy(self.model, s.val_x, s.val_y, self.rt, s, bs)
+            if validate
+            else None,
             "train_latency_s": self.latency_s,
             "train_gflops": self.gflops,
             "images_per_s": out["images"] / max(out["train_s"], 1e-9),
+            "compute_s": self.latency_s - self.reused_latency_s,
+            "ssl_epochs_reused": self.reused_epochs,
         }
         if self.mixer is not None:
             metrics["mixed_fraction"] = out.get("mixed_fraction")
@@ -312,6 +332,7 @@ class Trainer:
             "step_gflops": dict(self.step_gflops),
             "step_counts": dict(self.step_counts),
             "history": list(self.history),
+            "reused": {"epochs": self.reused_epochs, "latency_s": self.reused_latency_s},
             "mixer": self.mixer.state_dict() if self.mixer is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -331,6 +352,8 @@ class Trainer:
         self.step_gflops = dict(state["step_gflops"])
         self.step_counts = dict(state.get("step_counts", {}))  # absent before calibration
         self.history = list(state["history"])
+        reused = state.get("reused") or {"epochs": 0, "latency_s": 0.0}
+        self.reused_epochs, self.reused_latency_s = reused["epochs"], reused["latency_s"]
         if self.mixer is not None:
             self.mixer.load_state_dict(state["mixer"])
         if 0 < self.epoch:
@@ -340,6 +363,35 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         set_cuda_rng_state(self.rt.device, state["rng"]["cuda"])
         self.data.g.set_state(state["rng"]["data"])
+
+    def load_ssl_prefix(self, epoch: int, state: dict[str, Any]) -> None:
+        """Continue from another run's state after its SSL epoch `epoch` (same SSL key).
+
+        The inherited epochs keep their recorded latency and FLOPs (the recipe's cost), but
+        count as reused, not as this run's compute.
+        """
+        own = {"config": self.config.to_dict()}  # the key vouches for every SSL setting
+        own["mixer"] = self.mixer.state_dict() if self.mixer is not None else None
+        self.load_state_dict({**state, **own})
+        self.reused_epochs, self.reused_latency_s = epoch, self.latency_s
+        self.history = [
+            {**row, "compute_s": 0.0, "ssl_epochs_reused": epoch} for row in self.history
+        ]
+
+    @property
+    def ssl_key(self) -> str:
+        return ssl_key(self.config, self.rt, self.ssl_schedule_epochs())
+
+
+def reuse_ssl_prefix(trainer: Trainer, cache: SSLCache, report: Report) -> None:
+    """Load the deepest cached SSL epoch of the trainer's plan and report the inherited rows."""
+    found = cache.deepest(trainer.ssl_key, trainer.phases.count("ssl"))
+    if found is None:
+        return
+    trainer.load_ssl_prefix(*found)
+    state = trainer.state_dict()
+    for row in trainer.history:  # the run's record stays complete: one row per planned epoch
+        report(row, state)
 
 
 def checkpoint_due(config: TrialConfig, epoch: int, total: int, since_last_s: float) -> bool:
@@ -358,6 +410,7 @@ def run(
     report: Report,
     checkpoint: dict[str, Any] | None = None,
     step_costs: dict[str, float] | None = None,
+    ssl_cache: SSLCache | None = None,
 ) -> dict[str, Any]:
     """Train one run of `config`, calling `report(metrics, state)` after every epoch.
 
@@ -366,7 +419,9 @@ def run(
     back as `checkpoint` resumes exactly after that epoch. Returns the last epoch's metrics,
     which include `test_accuracy`.
     With `step_costs` (seconds per step kind, `trainers.calibrate`) every epoch also reports
-    `calibrated_latency_s`.
+    `calibrated_latency_s`. With `ssl_cache`, a run without a checkpoint starts from the
+    deepest cached state of its SSL prefix (reporting the inherited epochs' rows first), and
+    stores each SSL epoch it runs.
     """
     try:
         rt = resolve_runtime(config)
@@ -375,10 +430,16 @@ def run(
     trainer = Trainer(config, rt, step_costs)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
+    elif ssl_cache is not None:
+        reuse_ssl_prefix(trainer, ssl_cache, report)
     saved = time.monotonic()
     while trainer.epoch < len(trainer.phases):
         metrics = trainer.run_epoch()
         due = checkpoint_due(config, trainer.epoch, len(trainer.phases), time.monotonic() - saved)
-        report(metrics, trainer.state_dict() if due else None)
+        caching = ssl_cache is not None and metrics["phase"] == "ssl"
+        state = trainer.state_dict() if due or caching else None
+        if caching:
+            ssl_cache.store(trainer.ssl_key, trainer.epoch, state)
+        report(metrics, state if due else None)
         saved = time.monotonic() if due else saved
     return trainer.history[-1] if trainer.history else {}

@@ -14,6 +14,9 @@ from search_spaces import SearchSpace
 from trainers import plan_for
 
 TABLE = "trials.parquet"
+# What a trial itself spent, beside its recipe's cost: training seconds it ran, and SSL epochs
+# it took from the experiment's SSL cache instead of training them.
+ECONOMY_METRICS = ("compute_s", "ssl_epochs_reused")
 
 
 def trial_row(
@@ -54,6 +57,7 @@ def trial_row(
     planned = last.get("epochs_planned") or sum(e for _, e in plan_for(config))
     row.update({"epochs_done": last.get("epoch", 0), "epochs_planned": planned})
     row.update({m: last.get(m) for m in FINAL_METRICS})
+    row.update({m: last.get(m) for m in ECONOMY_METRICS})
     row.update({"node_id": last.get("node_id"), "gpu_ids": last.get("gpu_ids")})
     row["complete"] = status == "TERMINATED" and row["epochs_done"] == planned and not error
     row["error"] = error
@@ -83,6 +87,7 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
         f"Experiment: {experiment}",
         f"Trials: {len(table)} ({', '.join(f'{n} {s.lower()}' for s, n in counts.items())})",
         *headline(found),
+        *economy_lines(table),
     ]
     exp = found.experiment
     if len(found.front):
@@ -106,6 +111,19 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
         f"  tune-app dashboard {experiment}   # the Optuna study (tune-app[dashboard])",
     ]
     return "\n".join(lines)
+
+
+def economy_lines(table: pd.DataFrame) -> list[str]:
+    """What the search really cost: its training seconds, and the SSL epochs it reused."""
+    if not len(table) or "compute_s" not in table or table["compute_s"].isna().all():
+        return []
+    compute = float(table["compute_s"].fillna(0).sum())
+    recipes = float(table["train_latency_s"].fillna(0).sum())
+    reused = int(table["ssl_epochs_reused"].fillna(0).sum())
+    return [
+        f"Training compute: {compute:.1f} s spent by the trials (their recipes' latency sums to "
+        f"{recipes:.1f} s); SSL epochs reused from the cache: {reused}"
+    ]
 
 
 def _fmt(v: float) -> str:

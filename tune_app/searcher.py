@@ -94,6 +94,12 @@ class BaselinesFirst(Searcher):
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
         if trial_id not in self.baseline_trials:
+            metric = self.searcher.metric
+            metrics = [metric] if isinstance(metric, str) else list(metric or [])
+            if result and any(result.get(m) is None for m in metrics):
+                # Stopped before it had every objective (no accuracy in SSL epochs): no result
+                # makes Optuna record it PRUNED (FAIL on error) instead of refusing the value.
+                result = None
             self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     # Ray saves wrappers (anything with `.searcher`) by get_state/set_state and the innermost

@@ -85,7 +85,7 @@ def progress_line(m: dict[str, Any], total: int, elapsed: float) -> str:
 
     return (
         f"epoch {m['epoch']:>3}/{total} [{m['phase']:>3}] loss_ssl {fmt(m['loss_ssl'])} "
-        f"loss_sl {fmt(m['loss_sl'])} val_acc {m['val_accuracy']:.4f} "
+        f"loss_sl {fmt(m['loss_sl'])} val_acc {fmt(m['val_accuracy'])} "
         f"train {m['train_latency_s']:.1f}s {m['images_per_s']:.0f} img/s elapsed {elapsed:.1f}s"
     )
 

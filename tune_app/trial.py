@@ -19,15 +19,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 import torch
 from ray import tune
 
 from trainers import ConfigError, NonFiniteLossError, SetupError, TrialConfig, plan_for, run
 from trainers.runtime import resolve_device
+from trainers.ssl_cache import SSLCache
 from tune_app.checkpoints import CheckpointError, load_state
 
 STATE_FILE = "state.pt"
+SSL_CACHE_DIR = "ssl_cache"  # in the experiment folder: every trial of the search reaches it
 # Errors that the same config and checkpoint raise again on every attempt.
 DETERMINISTIC = (NonFiniteLossError, SetupError, ConfigError, CheckpointError)
 FAILED_FILE = "deterministic_failure.txt"
@@ -107,6 +110,17 @@ def restored_state() -> dict[str, Any] | None:
         return load_state(os.path.join(d, STATE_FILE))  # tensors and plain values only
 
 
+def ssl_cache() -> SSLCache | None:
+    """The experiment's shared SSL cache, when Ray's storage is a folder this node can write
+    (a local or NFS path; on an object store the trial trains its SSL phase itself)."""
+    from ray.train._internal.session import get_storage  # Ray's own storage of this trial
+
+    storage = get_storage()
+    if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        return None
+    return SSLCache(os.path.join(storage.experiment_fs_path, SSL_CACHE_DIR))
+
+
 def _maybe_crash(fault: tuple[int, str] | None, epoch: int) -> None:
     """Test-only fault injection: raise once after epoch `fault[0]` (marker file = "once")."""
     if fault and epoch == fault[0] and not os.path.exists(fault[1]):
@@ -161,4 +175,4 @@ def run_trial(
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, restored_state(), step_costs)
+    run(config, report, restored_state(), step_costs, ssl_cache())

@@ -65,12 +65,21 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def light_settings() -> Any:
+    """W&B settings for a logging actor: no system-metrics sampling, console capture or host
+    metadata. Those would describe the logging actor's own process, not the trial (which runs
+    elsewhere), and their sampling took CPU from the trials on a small machine."""
+    import wandb
+
+    return wandb.Settings(x_disable_stats=True, x_disable_meta=True, console="off")
+
+
 class _TrialLoggingActor(_WandbLoggingActor):
     """Ray's logging actor, but `phase` (a string) is logged too and W&B's mode is ours."""
 
     def __init__(self, *args: Any, mode: str, wandb_dir: str, **kwargs: Any) -> None:
         os.environ.update({"WANDB_MODE": mode, "WANDB_DIR": wandb_dir, "WANDB_SILENT": "true"})
-        super().__init__(*args, mode=mode, dir=wandb_dir, **kwargs)
+        super().__init__(*args, mode=mode, dir=wandb_dir, settings=light_settings(), **kwargs)
 
     def _handle_result(self, result: dict) -> tuple[dict, dict]:
         log, config_update = super()._handle_result(result)
