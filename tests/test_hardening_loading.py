@@ -11,6 +11,7 @@ import yaml
 from helpers import TINY_RUN
 from ray import tune
 
+from trainers.pipeline import STATE_VERSION
 from tune_app import trial
 from tune_app.checkpoints import CheckpointError
 from tune_app.cli import main
@@ -30,7 +31,7 @@ class Payload:
 def crafted_state(marker: Path) -> dict:
     """Looks like our checkpoint at the top level; one value is the payload."""
     return {
-        "version": 2,
+        "version": STATE_VERSION,
         "config": {},
         "epoch": 1,
         "model": {},

@@ -38,7 +38,10 @@ from trainers.steps import (
 )
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
-STATE_VERSION = 2  # 2: per-image FLOPs, mixTrain state
+# 2: per-image FLOPs, mixTrain state. 3: step counts per kind (calibrated_latency_s), compute_s,
+# the CUDA RNG state of the run's own device only, mixTrain bookkeeping on the device, the
+# papers' new TrialConfig fields and ViT-T's wider decoder.
+STATE_VERSION = 3
 
 
 def plan_for(config: TrialConfig) -> list[tuple[str, int]]:
