@@ -169,3 +169,21 @@ def test_a_restored_searcher_uses_the_resumed_folders_db(tmp_path: Path) -> None
     restored.tell(trial.number, [0.5, 1.0])
     assert digest(tmp_path / "a" / "k" / "optuna.db") == before
     assert study_trials(tmp_path / "b" / "k")[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_the_w_and_b_logger_follows_a_moved_experiment(tmp_path: Path) -> None:
+    """Unpickled from tuner.pkl with the old path, the logger writes into the resumed folder."""
+    from tune_app.searcher import reopen_in
+    from tune_app.wandb_log import TrialLogger
+
+    old, new = tmp_path / "old" / "exp", tmp_path / "new" / "exp"
+    logger = TrialLogger(fixed={}, experiment=old, mode="offline", project="p", group="g")
+    logger = pickle.loads(pickle.dumps(logger))  # as Tuner.restore brings it back
+    logger.follow_move()
+    assert logger.experiment == old  # not resuming: nothing moves
+    reopen_in(new)
+    try:
+        logger.follow_move()
+    finally:
+        reopen_in(None)
+    assert logger.experiment == new and logger.kwargs["wandb_dir"] == str(new)

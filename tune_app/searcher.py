@@ -142,6 +142,11 @@ def reopen_in(experiment_dir: Path | None) -> None:
     _resume_dir = experiment_dir
 
 
+def resumed_in() -> Path | None:
+    """The experiment folder a resuming driver runs in (set by `reopen_in`), else None."""
+    return _resume_dir
+
+
 def study_storage(experiment_dir: Path) -> optuna.storages.RDBStorage:
     """The experiment's study lives in `<experiment>/optuna.db` (optuna-dashboard opens it)."""
     return ExperimentStorage(study_url(experiment_dir))

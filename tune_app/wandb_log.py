@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
 from trainers import TrialConfig
+from tune_app.searcher import resumed_in
 from tune_app.wandb_records import logged_epochs, read_run, run_files
 
 UPLOAD_TIMEOUT_S = 30  # Ctrl-C must not wait Ray's default 30 minutes for uploads
@@ -117,7 +118,19 @@ class TrialLogger(WandbLoggerCallback):
         self._floor: dict[str, int] = {}
         self._caught_up = False
 
+    def follow_move(self) -> None:
+        """Write into the folder being resumed, not the one this logger was pickled with.
+
+        Ray restores the callbacks from `tuner.pkl`, absolute experiment path included: a moved
+        or copied experiment would otherwise log its W&B runs into the folder it came from.
+        """
+        moved = resumed_in()
+        if moved is not None and Path(moved).resolve() != Path(self.experiment).resolve():
+            self.experiment = Path(moved)
+            self.kwargs["wandb_dir"] = str(moved)  # what each trial's logging actor is given
+
     def setup(self, *args: Any, **kwargs: Any) -> None:
+        self.follow_move()
         # Ray checks for an API key unless WANDB_MODE says offline: set it first.
         os.environ.update({"WANDB_MODE": self.mode, "WANDB_DIR": str(self.experiment)})
         self._caught_up = False  # setup runs once per session; this object may come unpickled
