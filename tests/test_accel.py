@@ -19,7 +19,6 @@ from trainers.accel import (
     cells_to_pixels,
     cutmix_box,
     pair_items,
-    running_means,
 )
 from trainers.models import create_model
 from trainers.steps import Batch, BatchSource, composite_loss, mixed_batches
@@ -96,14 +95,6 @@ def test_unmixed_items_reduce_to_plain_cross_entropy() -> None:
         assert composite_loss(model, batch)["loss"].item() == pytest.approx(expected.item(), 1e-5)
 
 
-def test_running_means_need_both_groups() -> None:
-    loss = torch.tensor([0.1, 0.3, 2.0, 4.0, NAN])
-    correct = torch.tensor([True, True, False, False, True])
-    unmixed = torch.tensor([True, True, True, False, True])
-    assert running_means(loss, correct, unmixed) == pytest.approx((0.2, 2.0))
-    assert running_means(loss, correct, correct) is None  # no incorrect unmixed sample yet
-
-
 @pytest.mark.parametrize(
     ("loss", "prev", "r3_last", "mixed", "region3"),
     [
@@ -131,14 +122,14 @@ def test_region_rules_on_hand_made_tables(loss, prev, r3_last, mixed, region3) -
     assert got_mixed.tolist() == mixed and got_r3.tolist() == region3
 
 
-def test_nothing_is_mixed_before_the_running_means_exist() -> None:
+def test_nothing_is_mixed_before_the_thresholds_exist() -> None:
     mixer = InputMixer("mixup", 6, 0.5)
     assert mixer.mixed_fraction == 0.0  # the first epoch: no losses yet
     a, b, r = mixer.epoch_items(torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and (r == 1).all() and len(a) == 6
     mixer.record(a, b, torch.ones(6), torch.ones(6), torch.ones(6, dtype=torch.bool))
     mixer.end_epoch()  # every unmixed sample correct: L_incorr does not exist
-    assert mixer.mixed_fraction == 0.0
+    assert mixer.mixed_fraction == 0.0 and mixer.thresholds is None
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,22 @@ m out of n samples an epoch has `n - floor(m / 2)` items, so `ceil((n - m/2) / b
 
 Selective mixing (the paper's regions), decided after every epoch from per-sample losses
 (measured for unmixed samples, estimated on the composite's output for mixed ones), with
-`L_corr`, `L_incorr` the mean losses of the correctly / incorrectly classified *unmixed*
-samples of the epoch and `L_mid = (L_corr + L_incorr) / 2`:
+thresholds `L_corr`, `L_incorr` and `L_mid = (L_corr + L_incorr) / 2`:
 - region 1, loss < L_mid: mixed, and stays mixed while its loss stays below L_mid;
 - region 2, L_mid <= loss <= L_incorr (or not rising): not mixed;
 - region 3, loss > L_incorr and rising over the last epoch (k = 1): mixed for one epoch, then
   back to unmixed for at least one epoch.
-Until both means exist (the first epoch, or an epoch with no correct or no incorrect unmixed
-sample) nothing is mixed.
+
+The thresholds are running averages over all epochs so far, the rule of the paper's
+selective-mixing section: each epoch contributes the mean loss of its correctly (`L_corr`) /
+incorrectly (`L_incorr`) classified *unmixed* samples, and a threshold is the mean of those
+epoch means, every epoch weighted equally (our reading of "running average"); an epoch with no
+sample in a group adds nothing to that group. After epochs 1..t,
+`L_corr = (1/t') sum_e mean(loss_e over e's unmixed correct samples)` over the t' epochs that
+had such samples. An earlier version used the last epoch's means alone; that rule is not kept
+as an option: it is not the paper's and no measurement favours it.
+Until both thresholds exist (the first epoch, or while no epoch yet had a correct or an
+incorrect unmixed sample) nothing is mixed.
 
 Adaptive MixUp ratio (the paper's Eq. 4-5): a pair favours its harder input. Eq. 5 as printed
 is the unnormalised ratio `L_a / L_b`; we use its normalised form `r_a = L_a / (L_a + L_b)`
@@ -35,15 +43,25 @@ from trainers.runtime import host
 
 R_MIN = 0.2
 ACCELS = ("none", "mixup", "cutmix", "skip")
+STATE_KEYS = ("loss", "prev", "correct", "mixed", "region3", "mean_sum", "mean_count")
 
 
-def running_means(loss: Tensor, correct: Tensor, unmixed: Tensor) -> tuple[float, float] | None:
-    """(L_corr, L_incorr) over the unmixed samples; None until both groups are non-empty."""
+def epoch_means(
+    loss: Tensor, correct: Tensor, unmixed: Tensor
+) -> tuple[float | None, float | None]:
+    """One epoch's mean losses of its correct / incorrect unmixed samples (None: no such sample).
+
+    Args:
+        loss: [n] float per-sample losses of the epoch, NaN where unknown.
+        correct: [n] bool, classified correctly.
+        unmixed: [n] bool, trained unmixed in the epoch.
+    """
     known = unmixed & ~torch.isnan(loss)
     good, bad = known & correct, known & ~correct
-    if not good.any() or not bad.any():
-        return None
-    return float(loss[good].mean()), float(loss[bad].mean())
+    return (
+        float(loss[good].mean()) if good.any() else None,
+        float(loss[bad].mean()) if bad.any() else None,
+    )
 
 
 def assign_regions(
@@ -164,6 +182,10 @@ class InputMixer:
     The decisions run on the CPU once per epoch; during the epoch `record` writes each step's
     per-item losses into copies on the training device (`device`), read back once by
     `end_epoch`, so a GPU step never waits on the host.
+
+    The thresholds `L_corr` / `L_incorr` are running averages of the per-epoch means over all
+    epochs so far (Krithivasan et al. 2024, selective mixing; see the module docstring), kept
+    as a sum and a count per group so the state stays a few tensors (`state_dict`).
     """
 
     def __init__(
@@ -182,11 +204,29 @@ class InputMixer:
         self.correct = torch.zeros(n, dtype=torch.bool)
         self.mixed = torch.zeros(n, dtype=torch.bool)  # this epoch's mixed set
         self.region3 = torch.zeros(n, dtype=torch.bool)
+        # running thresholds: sums of the epoch means (L_corr, L_incorr), epochs counted
+        self.mean_sum = torch.zeros(2, dtype=torch.float64)
+        self.mean_count = torch.zeros(2, dtype=torch.int64)
         self._epoch: Tensor | None = None  # [2, n] float on device: loss, correct (0/1)
 
     @property
     def mixed_fraction(self) -> float:
         return float(self.mixed.float().mean()) if self.n else 0.0
+
+    @property
+    def thresholds(self) -> tuple[float, float] | None:
+        """(L_corr, L_incorr), running averages over the epochs so far; None until both exist."""
+        if not bool((self.mean_count > 0).all()):
+            return None
+        l_corr, l_incorr = (self.mean_sum / self.mean_count).tolist()
+        return l_corr, l_incorr
+
+    def _add_epoch_means(self) -> None:
+        """Fold this epoch's means of the unmixed samples into the running thresholds."""
+        for group, mean in enumerate(epoch_means(self.loss, self.correct, ~self.mixed)):
+            if mean is not None:
+                self.mean_sum[group] += mean
+                self.mean_count[group] += 1
 
     def epoch_items(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(a, b, r) for every item of the coming epoch (CPU); starts the epoch's recording."""
@@ -223,15 +263,27 @@ class InputMixer:
             self.loss, self.correct, self._epoch = loss, correct.bool(), None
         if self.mode == "skip":  # the baseline mixes nothing; its mixed set stays empty
             return
-        means = running_means(self.loss, self.correct, ~self.mixed)
-        self.mixed, self.region3 = assign_regions(self.loss, self.prev, means, self.region3)
+        self._add_epoch_means()
+        self.mixed, self.region3 = assign_regions(
+            self.loss, self.prev, self.thresholds, self.region3
+        )
         self.prev = self.loss.clone()
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {
-            k: getattr(self, k).clone() for k in ("loss", "prev", "correct", "mixed", "region3")
-        }
+        """The bookkeeping (CPU tensors only) that makes a resumed run decide exactly alike."""
+        return {k: getattr(self, k).clone() for k in STATE_KEYS}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v.clone())
+        """Restore `state_dict()`'s tensors.
+
+        Raises:
+            ValueError: the state lacks a key (e.g. written before the running thresholds).
+        """
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(
+                f"mixer state lacks {', '.join(missing)}: written by an older version; "
+                "restart the run without its checkpoint"
+            )
+        for k in STATE_KEYS:
+            setattr(self, k, state[k].clone())
