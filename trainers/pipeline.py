@@ -39,8 +39,8 @@ from trainers.steps import (
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
 # 2: per-image FLOPs, mixTrain state. 3: step counts per kind (calibrated_latency_s), compute_s,
-# the CUDA RNG state of the run's own device only, mixTrain bookkeeping on the device, the
-# papers' new TrialConfig fields and ViT-T's wider decoder.
+# the CUDA RNG state of the run's own device only, mixTrain's running thresholds, the papers'
+# new TrialConfig fields and ViT-T's wider decoder.
 STATE_VERSION = 3
 
 
