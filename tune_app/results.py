@@ -12,6 +12,7 @@ from analysis.configs import config_id
 from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
+from tune_app.scheduler import STOPPED_KEY
 
 TABLE = "trials.parquet"
 # What a trial itself spent, beside its recipe's cost: training seconds it ran, and SSL epochs
@@ -59,7 +60,14 @@ def trial_row(
     row.update({m: last.get(m) for m in FINAL_METRICS})
     row.update({m: last.get(m) for m in ECONOMY_METRICS})
     row.update({"node_id": last.get("node_id"), "gpu_ids": last.get("gpu_ids")})
-    row["complete"] = status == "TERMINATED" and row["epochs_done"] == planned and not error
+    # Supervised epochs at the rung where search.scheduler stopped it; None if never stopped.
+    row["stopped_at_rung"] = last.get(STOPPED_KEY)
+    row["complete"] = (
+        status == "TERMINATED"
+        and row["epochs_done"] == planned
+        and not error
+        and row["stopped_at_rung"] is None
+    )
     row["error"] = error
     return row
 
