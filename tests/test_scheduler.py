@@ -173,3 +173,11 @@ def test_a_search_with_pareto_halving_prunes_what_it_stops(
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(pruned) == 2 and len(complete) == 1
     assert table["complete"].sum() == 3  # the one MixTraining trial left and two baselines
+    # --resume: Ray keeps no scheduler state; a new scheduler rebuilds it from the trials.
+    from ray import tune
+
+    rebuilt = ParetoHalving(build_space(raw, str(path)), grace=1, eta=2)
+    for trial in tune.ExperimentAnalysis(str(experiment)).trials:
+        rebuilt.on_trial_add(None, trial)
+    assert set(rebuilt.rungs) == {1} and len(rebuilt.rungs[1]) == 3  # every MixTraining trial
+    assert rebuilt.stopped == dict(zip(stopped["trial_id"], [1, 1], strict=True))
