@@ -181,3 +181,9 @@ def test_a_search_with_pareto_halving_prunes_what_it_stops(
         rebuilt.on_trial_add(None, trial)
     assert set(rebuilt.rungs) == {1} and len(rebuilt.rungs[1]) == 3  # every MixTraining trial
     assert rebuilt.stopped == dict(zip(stopped["trial_id"], [1, 1], strict=True))
+    # The offline replay makes the live decisions again from the recorded results.
+    from benchmarks.replay_scheduler import load_results, replay
+
+    replayed = replay(build_space(raw, str(path)), load_results(experiment), grace=1, eta=2)
+    assert replayed["stopped"] == 2 and replayed["recall"] == 1.0
+    assert replayed["saved"] == 0.0  # their recorded results already end where they stopped
