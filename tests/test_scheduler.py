@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ import tune_app.scheduler
 from analysis.pareto import pareto_mask
 from search_spaces import SpaceError, build_space
 from tune_app.cli import main
+from tune_app.driver import RAY_ENV
 from tune_app.scheduler import (
     STOPPED_KEY,
     ParetoHalving,
@@ -187,3 +193,40 @@ def test_a_search_with_pareto_halving_prunes_what_it_stops(
     replayed = replay(build_space(raw, str(path)), load_results(experiment), grace=1, eta=2)
     assert replayed["stopped"] == 2 and replayed["recall"] == 1.0
     assert replayed["saved"] == 0.0  # their recorded results already end where they stopped
+
+
+def test_a_killed_search_with_pareto_halving_resumes(tmp_path: Path) -> None:
+    """SIGKILL the driver once a trial is in its MIX phase, --resume: stops stay PRUNED."""
+    raw = space_with(type="pareto_halving", grace=1, eta=2)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    storage, env = tmp_path / "exp", {**os.environ, **RAY_ENV}
+    cli = [sys.executable, "-m", "tune_app.cli", "search", "--storage-path", str(storage)]
+    driver = subprocess.Popen(
+        [*cli, "--space", str(path), "--name", "r", "--wandb", "disabled"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(
+        '"phase": "mix"' in f.read_text() for f in storage.glob("r/*/result.json")
+    ):
+        assert driver.poll() is None, "the driver ended before it could be killed mid-run"
+        time.sleep(1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.wait() == -signal.SIGKILL
+    done = subprocess.run(
+        [*cli, "--name", "r", "--resume"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_parquet(storage / "r" / "trials.parquet")
+    assert len(table) == 5 and table["trial_id"].is_unique
+    stopped = table["stopped_at_rung"].notna()
+    assert (table["complete"] == ~stopped).all()  # every trial either ran out or was stopped
+    assert (table.loc[stopped, "stopped_at_rung"] == 1).all()
+    study = optuna.load_study(study_name="r", storage=f"sqlite:///{storage / 'r' / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == stopped.sum()
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 - stopped.sum()
