@@ -154,7 +154,7 @@ def test_a_stopped_trial_reaches_optuna_as_pruned(tmp_path: Path) -> None:
 
 
 def test_a_search_with_pareto_halving_prunes_what_it_stops(
-    local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     # Latency is measured, so real rankings vary run to run: here only the first trial to reach
     # the rung (one MIX epoch in) continues, which makes the count exact (2 of 3 stopped).
@@ -166,7 +166,11 @@ def test_a_search_with_pareto_halving_prunes_what_it_stops(
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     args = ["search", "--space", str(path), "--storage-path", str(tmp_path / "exp")]
-    assert main([*args, "--name", "h", "--wandb", "disabled"]) in (0, 1)
+    assert main([*args, "--name", "h", "--wandb", "disabled"]) == 0
+    assert (
+        "Stopped early by search.scheduler: 2 (2 at 1 supervised epoch(s))"
+        in capsys.readouterr().err
+    )
     experiment = tmp_path / "exp" / "h"
     table = pd.read_parquet(experiment / "trials.parquet")
     stopped = table[table["stopped_at_rung"].notna()]
@@ -226,6 +230,8 @@ def test_a_killed_search_with_pareto_halving_resumes(tmp_path: Path) -> None:
     stopped = table["stopped_at_rung"].notna()
     assert (table["complete"] == ~stopped).all()  # every trial either ran out or was stopped
     assert (table.loc[stopped, "stopped_at_rung"] == 1).all()
+    if stopped.any():
+        assert f"Stopped early by search.scheduler: {stopped.sum()}" in done.stderr
     study = optuna.load_study(study_name="r", storage=f"sqlite:///{storage / 'r' / 'optuna.db'}")
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == stopped.sum()

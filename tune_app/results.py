@@ -96,6 +96,7 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
         f"Trials: {len(table)} ({', '.join(f'{n} {s.lower()}' for s, n in counts.items())})",
         *headline(found),
         *economy_lines(table),
+        *stopped_lines(table),
     ]
     exp = found.experiment
     if len(found.front):
@@ -132,6 +133,15 @@ def economy_lines(table: pd.DataFrame) -> list[str]:
         f"Training compute: {compute:.1f} s spent by the trials (their recipes' latency sums to "
         f"{recipes:.1f} s); SSL epochs reused from the cache: {reused}"
     ]
+
+
+def stopped_lines(table: pd.DataFrame) -> list[str]:
+    """How many trials search.scheduler stopped (PRUNED in the study, never on a front)."""
+    if "stopped_at_rung" not in table or table["stopped_at_rung"].isna().all():
+        return []
+    rungs = table["stopped_at_rung"].dropna().astype(int).value_counts().sort_index()
+    at = ", ".join(f"{n} at {r} supervised epoch(s)" for r, n in rungs.items())
+    return [f"Stopped early by search.scheduler: {int(rungs.sum())} ({at})"]
 
 
 def _fmt(v: float) -> str:
