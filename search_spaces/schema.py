@@ -37,7 +37,11 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "max_concurrent": 2,
     "seed": 0,
     "confirm": None,  # {top_k: K, seeds: [...]}: re-run the K best configurations per seed
+    "scheduler": None,  # {type: fifo | pareto_halving, grace, eta}: early stopping
 }
+SCHEDULERS = ("fifo", "pareto_halving")
+# pareto_halving: first rung after `grace` supervised epochs, then every `eta` times more.
+HALVING_DEFAULTS: dict[str, Any] = {"type": "pareto_halving", "grace": 1, "eta": 3}
 BASELINE_DEFAULTS: dict[str, Any] = {"pipelines": ["sl", "ssl_sl"], "seeds": [0]}
 RESOURCE_DEFAULTS: dict[str, Any] = {"cpu": 1, "gpu": 0}
 WANDB_KEYS = ("project", "entity", "group", "tags")
@@ -111,6 +115,7 @@ class SearchSpace:
     wandb: dict[str, Any]
     confirm_top_k: int = 0  # search.confirm.top_k; 0 = no confirmation runs
     confirm_seeds: tuple[int, ...] = ()  # search.confirm.seeds: extra seeds for each of them
+    scheduler: dict[str, Any] = field(default_factory=lambda: {"type": "fifo"})  # search.scheduler
 
     @property
     def constants(self) -> dict[str, Any]:
@@ -168,6 +173,11 @@ class SearchSpace:
                 **(
                     {"confirm": {"top_k": self.confirm_top_k, "seeds": list(self.confirm_seeds)}}
                     if self.confirm_top_k
+                    else {}
+                ),
+                **(
+                    {"scheduler": copy.deepcopy(self.scheduler)}
+                    if self.scheduler["type"] != "fifo"
                     else {}
                 ),
             },

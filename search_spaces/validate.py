@@ -20,10 +20,12 @@ from search_spaces.schema import (
     DISTRIBUTIONS,
     FIELDS,
     GOALS,
+    HALVING_DEFAULTS,
     REPORTED_METRICS,
     RESERVED,
     RESOURCE_DEFAULTS,
     SAMPLERS,
+    SCHEDULERS,
     SEARCH_DEFAULTS,
     TOP_KEYS,
     WANDB_KEYS,
@@ -241,7 +243,22 @@ def _search(raw: Any) -> dict[str, Any]:
             _fail(f"search.{key}", f"expected an integer >= {minimum}, got {value!r}")
         out[key] = value
     out["seed"] = _seed(s["seed"], "search.seed", SAMPLER_SEED_MAX)
-    return {**out, **_confirm(s["confirm"], out["seed"])}
+    return {**out, **_confirm(s["confirm"], out["seed"]), "scheduler": _scheduler(s["scheduler"])}
+
+
+def _scheduler(raw: Any) -> dict[str, Any]:
+    """search.scheduler: {type: fifo} (the default) or {type: pareto_halving, grace, eta}."""
+    kind = "fifo" if raw is None else _section(raw, "search.scheduler", None).get("type", "fifo")
+    _choice(kind, SCHEDULERS, "search.scheduler.type")
+    if kind == "fifo":
+        _known_keys(raw or {}, ("type",), "search.scheduler")
+        return {"type": "fifo"}
+    s = _section(raw, "search.scheduler", HALVING_DEFAULTS)
+    if not _is_int(s["grace"]) or s["grace"] < 1:
+        _fail("search.scheduler.grace", f"expected an integer >= 1 (epochs), got {s['grace']!r}")
+    if not _is_number(s["eta"]) or not s["eta"] > 1:
+        _fail("search.scheduler.eta", f"expected a number > 1, got {s['eta']!r}")
+    return s
 
 
 def _confirm(raw: Any, search_seed: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tune_app.driver import (
     write_space,
 )
 from tune_app.location import Location
+from tune_app.scheduler import build_scheduler
 from tune_app.searcher import build_searcher, experiment_study, reopen_in
 from tune_app.settings import UserInputError
 from tune_app.trial import trainable
@@ -96,6 +97,7 @@ def new_tuner(
         make_trainable(space, costs),
         tune_config=tune.TuneConfig(
             search_alg=build_searcher(space, where.local, study_name=where.name),
+            scheduler=build_scheduler(space),  # pickled in tuner.pkl: --resume gets it back
             num_samples=total,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,

@@ -12,6 +12,7 @@ from analysis.configs import config_id
 from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
+from tune_app.scheduler import STOPPED_KEY
 
 TABLE = "trials.parquet"
 # What a trial itself spent, beside its recipe's cost: training seconds it ran, and SSL epochs
@@ -59,7 +60,14 @@ def trial_row(
     row.update({m: last.get(m) for m in FINAL_METRICS})
     row.update({m: last.get(m) for m in ECONOMY_METRICS})
     row.update({"node_id": last.get("node_id"), "gpu_ids": last.get("gpu_ids")})
-    row["complete"] = status == "TERMINATED" and row["epochs_done"] == planned and not error
+    # Supervised epochs at the rung where search.scheduler stopped it; None if never stopped.
+    row["stopped_at_rung"] = last.get(STOPPED_KEY)
+    row["complete"] = (
+        status == "TERMINATED"
+        and row["epochs_done"] == planned
+        and not error
+        and row["stopped_at_rung"] is None
+    )
     row["error"] = error
     return row
 
@@ -88,6 +96,7 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
         f"Trials: {len(table)} ({', '.join(f'{n} {s.lower()}' for s, n in counts.items())})",
         *headline(found),
         *economy_lines(table),
+        *stopped_lines(table),
     ]
     exp = found.experiment
     if len(found.front):
@@ -124,6 +133,15 @@ def economy_lines(table: pd.DataFrame) -> list[str]:
         f"Training compute: {compute:.1f} s spent by the trials (their recipes' latency sums to "
         f"{recipes:.1f} s); SSL epochs reused from the cache: {reused}"
     ]
+
+
+def stopped_lines(table: pd.DataFrame) -> list[str]:
+    """How many trials search.scheduler stopped (PRUNED in the study, never on a front)."""
+    if "stopped_at_rung" not in table or table["stopped_at_rung"].isna().all():
+        return []
+    rungs = table["stopped_at_rung"].dropna().astype(int).value_counts().sort_index()
+    at = ", ".join(f"{n} at {r} supervised epoch(s)" for r, n in rungs.items())
+    return [f"Stopped early by search.scheduler: {int(rungs.sum())} ({at})"]
 
 
 def _fmt(v: float) -> str:

@@ -17,6 +17,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import Param, SearchSpace
 from tune_app.location import study_url
+from tune_app.scheduler import STOPPED_KEY
 
 GOAL_TO_MODE = {"maximize": "max", "minimize": "min"}
 
@@ -99,6 +100,10 @@ class BaselinesFirst(Searcher):
             if result and any(result.get(m) is None for m in metrics):
                 # Stopped before it had every objective (no accuracy in SSL epochs): no result
                 # makes Optuna record it PRUNED (FAIL on error) instead of refusing the value.
+                result = None
+            if result and result.get(STOPPED_KEY) is not None:
+                # Stopped early by the scheduler: its partial values (a short latency) would
+                # look like a fast, good point; no result makes Optuna record it PRUNED.
                 result = None
             self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
