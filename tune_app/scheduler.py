@@ -124,10 +124,10 @@ class ParetoHalving(FIFOScheduler):
         if not stoppable(config):
             return None
         supervised, levels = self.supervised(config, result)
-        values = tuple(result.get(m) for m in self.metrics)
-        if supervised not in levels or any(v is None for v in values):
+        found = [result.get(m) for m in self.metrics]
+        if supervised not in levels or any(v is None for v in found):
             return None
-        self.rungs.setdefault(supervised, {})[trial_id] = values
+        self.rungs.setdefault(supervised, {})[trial_id] = tuple(float(v or 0.0) for v in found)
         return supervised
 
     def supervised(self, config: dict[str, Any], result: dict) -> tuple[int, list[int]]:
@@ -150,7 +150,7 @@ def stoppable(config: dict[str, Any]) -> bool:
 
 def past_results(trial: Trial) -> list[dict]:
     """The results a trial reported before this driver started (its result.json lines)."""
-    if not trial.has_reported_at_least_once:  # a new trial: no folder yet, nothing to read
+    if not trial.has_reported_at_least_once or trial.storage is None:  # nothing to read yet
         return []
     fs = trial.storage.storage_filesystem
     path = f"{trial.path}/result.json"
