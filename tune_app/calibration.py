@@ -1,14 +1,16 @@
 """`<experiment>/calibration.json`: the step-cost table a search's trials price their steps with.
 
-Measured in the driver before the first trial, while nothing else runs, for the space's model,
-data, batch size, precision and the per-trial threads (`trainers.calibrate`); reused as is on
-`--resume` so every trial of an experiment is priced with one table.
+Measured before the first trial, while nothing else runs, for the space's model, data, batch
+size, precision and the per-trial threads (`trainers.calibrate`), in a Ray task holding one
+trial's resources (so on a cluster it runs on a node with the trial's GPU, not on the driver);
+reused as is on `--resume` so every trial of an experiment is priced with one table.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +65,20 @@ def read_calibration(path: Path) -> Calibration:
 
 
 def experiment_calibration(
-    space: SearchSpace, fixed: dict[str, Any], experiment: Path, steps: int | None = None
+    space: SearchSpace,
+    fixed: dict[str, Any],
+    experiment: Path,
+    steps: int | None = None,
+    measure: Callable[..., Calibration] = calibrate,
 ) -> Calibration:
     """The experiment's calibration: read from `calibration.json` if present (a resumed
-    search), else measured now and written there."""
+    search), else measured now by `measure` (`trainers.calibrate.calibrate`, or the same run
+    where a trial would run: see `tune_app.orchestrate`) and written there."""
     path = experiment / CALIBRATION_FILE
     if path.is_file():
         return read_calibration(path)
     kwargs = {"steps": steps} if steps else {}
-    calibration = calibrate(calibration_config(fixed), space_step_kinds(space), **kwargs)
+    calibration = measure(calibration_config(fixed), space_step_kinds(space), **kwargs)
     experiment.mkdir(parents=True, exist_ok=True)
     write_calibration(calibration, path)
     return calibration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,24 @@ def make_trainable(space: SearchSpace, step_costs: dict[str, float] | None = Non
     return tune.with_resources(fn, {"cpu": space.cpu, "gpu": space.gpu})
 
 
+def on_a_trial_slot(space: SearchSpace) -> Callable[..., Any]:
+    """`trainers.calibrate.calibrate`, run as a Ray task with one trial's resources: where a
+    trial would run (the driver of a cluster may have no GPU, or another CPU)."""
+    from trainers.calibrate import calibrate
+
+    task = ray.remote(num_cpus=space.cpu, num_gpus=space.gpu, max_retries=0)(calibrate)
+
+    def measure(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return ray.get(task.remote(*args, **kwargs))
+        except ray.exceptions.RayTaskError as e:  # the task's own error, without Ray's wrapper
+            if isinstance(e.cause, Exception):
+                raise e.cause from None
+            raise
+
+    return measure
+
+
 def step_costs(space: SearchSpace, experiment: Path) -> dict[str, float]:
     """The experiment's step-cost table: calibrated now (before any trial runs, so nothing
     else competes) or, on --resume, read back from calibration.json."""
@@ -57,7 +76,9 @@ def step_costs(space: SearchSpace, experiment: Path) -> dict[str, float]:
     if not (experiment / CALIBRATION_FILE).is_file():
         say("tune-app search: calibrating step costs (calibration.json)")
     try:
-        return experiment_calibration(space, fixed_settings(space), experiment).table
+        return experiment_calibration(
+            space, fixed_settings(space), experiment, measure=on_a_trial_slot(space)
+        ).table
     except (SetupError, ValueError) as e:  # missing data, unreadable calibration.json
         raise UserInputError(f"{space.source}: step-cost calibration: {e}") from e
 

@@ -66,18 +66,14 @@ def check_out_path(path: str | Path, what: str, folder: bool) -> Path:
             f"{MAX_PART_LEN} per folder or file name"
         )
     if p.exists() and p.is_dir() != folder:
-        kind = "a file" if folder else "a folder"
-        raise UserInputError(f"{what} {p}: exists and is {kind}; expected a {_kind(folder)}")
+        kind = "a file, not a folder" if folder else "a folder, not a file name"
+        raise UserInputError(f"{what} {p}: is {kind}")
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserInputError(f"{what} {p}: {parent} is a file, not a folder")
             break
     return p
-
-
-def _kind(folder: bool) -> str:
-    return "folder" if folder else "file name"
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
