@@ -112,11 +112,16 @@ def new_tuner(
     )
 
 
-def collect(space: SearchSpace, ray_folder: str) -> list[dict[str, Any]]:
-    """One row per trial Ray knows of, from Ray's experiment folder (works after a crash too)."""
-    analysis = tune.ExperimentAnalysis(ray_folder)
+def collect(space: SearchSpace, where: Location) -> list[dict[str, Any]]:
+    """One row per trial Ray knows of, from Ray's experiment folder and those of the confirm
+    phases inside it (works after a crash too)."""
+    from tune_app.confirm import phase_folders
+
+    trials = []
+    for folder in [where.ray, *phase_folders(where)]:
+        trials += tune.ExperimentAnalysis(folder).trials
     rows = []
-    for t in analysis.trials:
+    for t in trials:
         error = t.get_error() if t.status == Trial.ERROR else None
         rows.append(
             results.trial_row(
@@ -149,11 +154,27 @@ def run_search(
             else start_tuner(space, where, wandb_mode, costs)
         )
         tuner.fit()
+        if space.confirm_top_k and not unfinished_trials(space, where):
+            from tune_app.confirm import run_confirm
+
+            run_confirm(
+                space,
+                where,
+                top_k=space.confirm_top_k,
+                seeds=space.confirm_seeds,
+                wandb_mode=wandb_mode,
+                costs=costs,
+            )
         return finish(space, where)
     finally:
         reopen_in(None)
         if started:
             ray.shutdown()
+
+
+def unfinished_trials(space: SearchSpace, where: Location) -> bool:
+    """Whether a trial of the experiment (search or confirm phase) has not ended yet."""
+    return any(r["status"] not in ("TERMINATED", "ERROR") for r in collect(space, where))
 
 
 def start_tuner(
@@ -198,7 +219,7 @@ def close_stale_study_trials(experiment: Path) -> None:
 def finish(space: SearchSpace, where: Location) -> int:
     """trials.parquet, the closing summary, the upload of our files; the exit code."""
     experiment = where.local
-    rows = collect(space, where.ray)
+    rows = collect(space, where)
     if not rows:
         say("tune-app search: no trial ran")
         return 1
