@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +23,10 @@ from analysis.pareto import dominates, to_minimize
 from search_spaces import load_space
 from tune_app.cli import main
 from tune_app.confirm import plan, rank_points
+from tune_app.driver import RAY_ENV
 
 GOALS = ["maximize", "minimize"]
+ENV = {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
 # Three searched trials, the best two re-run with seed 1; no baselines (they are not confirmed).
 CONFIRMED = {
     **SPACE,
@@ -31,6 +39,10 @@ CONFIRMED = {
     },
     "baselines": {"pipelines": [], "seeds": [0]},
 }
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tune_app.cli", *args]
 
 
 def brute_rank(values: np.ndarray) -> list[int]:
@@ -127,3 +139,41 @@ def test_search_then_confirm_command(local_ray, tmp_path: Path) -> None:
 def test_confirm_rejects_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys) -> None:
     assert main(["confirm", str(tmp_path), "--seeds", "1", "--top-k", "1"]) == 2
     assert "not a tune-app experiment" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_killed_during_confirmation_resumes_each_confirm_trial_once(tmp_path: Path) -> None:
+    """SIGKILL the driver once a confirm trial reported an epoch, then `search --resume`."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(CONFIRMED))
+    storage = tmp_path / "exp"
+    args = ["search", "--space", str(path), "--storage-path", str(storage), "--name", "k"]
+    driver = subprocess.Popen(
+        cli(*args, "--wandb", "disabled"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 400
+    while time.time() < deadline and not list(storage.glob("k/confirm/*/result.json")):
+        assert driver.poll() is None, "the driver ended before its confirm phase was killed"
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    assert driver.wait(timeout=60) == -signal.SIGKILL
+    assert not (storage / "k" / "trials.parquet").exists()  # killed before the end
+    resume = ["search", "--name", "k", "--storage-path", str(storage), "--resume"]
+    done = subprocess.run(cli(*resume), env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_parquet(storage / "k" / "trials.parquet")
+    assert sorted(table["role"]) == ["confirm"] * 2 + ["search"] * 3
+    assert table["complete"].all() and table["trial_id"].is_unique
+    confirm = table[table["role"] == "confirm"]
+    assert confirm["config_id"].is_unique and (confirm["seed"] == 1).all()
+    assert not (storage / "k" / "confirm-2").exists()  # resumed, not started again
+    for row in confirm.itertuples():  # each epoch reported once across both sessions
+        lines = (storage / "k" / "confirm" / row.trial_id / "result.json").read_text().splitlines()
+        epochs = [json.loads(line)["epoch"] for line in lines]
+        assert epochs == list(range(1, row.epochs_planned + 1)), epochs
+    storage_db = optuna.storages.RDBStorage(f"sqlite:///{storage / 'k' / 'optuna.db'}")
+    assert len(optuna.load_study(study_name="k", storage=storage_db).trials) == 3

@@ -26,7 +26,7 @@ from analysis.hypervolume import hypervolume, reference_point
 from analysis.pareto import pareto_mask, to_minimize
 from search_spaces import SearchSpace
 from tune_app.driver import say
-from tune_app.location import Location
+from tune_app.location import Location, is_uri
 
 PHASE_DIR = "confirm"  # the first phase's Ray folder inside the experiment's
 ENDED = ("TERMINATED", "ERROR")
@@ -98,12 +98,26 @@ def plan(
     return configs
 
 
+def has_snapshot(folder: str) -> bool:
+    """Whether Ray wrote an experiment snapshot in `folder` (a path or a URI).
+
+    A phase killed before its first snapshot has nothing to restore: it counts as not
+    started, and the next run starts it afresh in the same folder.
+    """
+    import pyarrow.fs
+
+    if is_uri(folder):
+        fs, path = pyarrow.fs.FileSystem.from_uri(folder)
+    else:
+        fs, path = pyarrow.fs.LocalFileSystem(), folder
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return any(i.base_name.startswith("experiment_state-") for i in infos)
+
+
 def phase_folders(where: Location) -> list[str]:
     """Ray folders of the confirm phases that have started, in order."""
-    from ray import tune
-
     found, k = [], 1
-    while tune.Tuner.can_restore(f"{where.ray}/{phase_name(k)}"):
+    while has_snapshot(f"{where.ray}/{phase_name(k)}"):
         found.append(f"{where.ray}/{phase_name(k)}")
         k += 1
     return found

@@ -154,9 +154,10 @@ def run_search(
             else start_tuner(space, where, wandb_mode, costs)
         )
         tuner.fit()
-        if space.confirm_top_k and not unfinished_trials(space, where):
-            from tune_app.confirm import run_confirm
+        from tune_app.confirm import phase_folders, run_confirm, unfinished
 
+        # Once the sampled trials all ended: confirm (or resume `tune-app confirm`'s phases).
+        if (space.confirm_top_k or phase_folders(where)) and not unfinished(where.ray):
             run_confirm(
                 space,
                 where,
@@ -170,11 +171,6 @@ def run_search(
         reopen_in(None)
         if started:
             ray.shutdown()
-
-
-def unfinished_trials(space: SearchSpace, where: Location) -> bool:
-    """Whether a trial of the experiment (search or confirm phase) has not ended yet."""
-    return any(r["status"] not in ("TERMINATED", "ERROR") for r in collect(space, where))
 
 
 def start_tuner(
