@@ -24,6 +24,7 @@ from search_spaces import load_space
 from tune_app.cli import main
 from tune_app.confirm import plan, rank_points
 from tune_app.driver import RAY_ENV
+from tune_app.wandb_records import read_run, run_files
 
 GOALS = ["maximize", "minimize"]
 ENV = {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -101,6 +102,7 @@ def search(tmp_path: Path) -> Path:
     return tmp_path / "exp" / "c"
 
 
+@pytest.mark.wandb_offline
 def test_search_then_confirm_command(local_ray, tmp_path: Path) -> None:
     experiment = search(tmp_path)
     table = pd.read_parquet(experiment / "trials.parquet")
@@ -123,10 +125,13 @@ def test_search_then_confirm_command(local_ray, tmp_path: Path) -> None:
     assert (experiment / "confirm" / "tuner.pkl").exists()
 
     # tune-app confirm: seed 2 for the best two; a second call has nothing left to run
-    args = ["confirm", str(experiment), "--seeds", "2", "--wandb", "disabled"]
+    args = ["confirm", str(experiment), "--seeds", "2", "--wandb", "offline"]
     assert main(args) == 0
     table = pd.read_parquet(experiment / "trials.parquet")
     confirm = table[table["role"] == "confirm"]
+    for trial_id in confirm[confirm["seed"] == 2]["trial_id"]:  # the role reaches W&B as a tag
+        (run_file,) = run_files(experiment / "wandb", trial_id)
+        assert {"mixtraining", "confirm"} <= set(read_run(run_file).tags)
     assert len(table) == 7 and table["complete"].all()
     pairs = sorted(zip(confirm["config_id"], confirm["seed"], strict=True))
     assert pairs == sorted(itertools.product(best["config_id"], [1, 2]))
