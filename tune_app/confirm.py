@@ -192,6 +192,7 @@ def phase_tuner(
 
 
 def unfinished(folder: str) -> bool:
+    """Whether a trial of the Ray experiment in `folder` has not ended (paused, pending...)."""
     from ray import tune
 
     return any(t.status not in ENDED for t in tune.ExperimentAnalysis(folder).trials)
