@@ -118,7 +118,8 @@ def test_vit_mix_is_the_cpu_default_config_with_a_shorter_budget() -> None:
         ("calibrated_latency_s", "minimize"),
     ]
     assert (space.sampler, space.num_samples, space.max_concurrent, space.seed) == ("tpe", 12, 2, 0)
-    assert space.baseline_pipelines == ("sl", "ssl_sl") and space.baseline_seeds == (0, 1)
+    assert space.baseline_pipelines == ("sl", "ssl_sl") and space.baseline_seeds == (0, 1, 2)
+    assert (space.confirm_top_k, space.confirm_seeds) == (3, (1, 2))  # the baselines' seeds
     assert (space.cpu, space.gpu) == (1, 0)
 
 

@@ -363,8 +363,9 @@ def test_search_confirm_round_trips_and_is_off_by_default(tmp_path) -> None:
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space.to_dict()))
     assert load_space(str(path)) == space
-    plain = load_space("vit_mix")
+    plain = load_space("vit_mix", {"search.confirm": None})
     assert plain.confirm_top_k == 0 and "confirm" not in plain.to_dict()["search"]
+    assert load_space("vit_mix") == space  # the bundled default confirms 3 configs, seeds 1, 2
 
 
 def test_report_flags_trials_whose_measured_latency_ran_far_above_calibration() -> None:

@@ -135,6 +135,23 @@ def export(
 
 
 @cli.command()
+@click.argument("experiment", metavar="EXP_DIR")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Configurations to re-run.")
+@click.option("--seeds", type=int, multiple=True, metavar="S", help="Extra seed (repeatable).")
+@click.option(
+    "--wandb",
+    type=click.Choice(["online", "offline", "disabled"]),
+    default=None,
+    help="Weights & Biases logging (default: online when logged in, else offline).",
+)
+def confirm(experiment: str, top_k: int | None, seeds: tuple[int, ...], wandb: str | None) -> int:
+    """Re-run the K best single-seed configurations of an experiment with extra seeds."""
+    from tune_app.confirm import confirm_command
+
+    return confirm_command(experiment, top_k, seeds, wandb)
+
+
+@cli.command()
 def spaces() -> int:
     """List the bundled search spaces."""
     from search_spaces import list_spaces

@@ -135,11 +135,16 @@ def new_tuner(
     )
 
 
-def collect(space: SearchSpace, ray_folder: str) -> list[dict[str, Any]]:
-    """One row per trial Ray knows of, from Ray's experiment folder (works after a crash too)."""
-    analysis = tune.ExperimentAnalysis(ray_folder)
+def collect(space: SearchSpace, where: Location) -> list[dict[str, Any]]:
+    """One row per trial Ray knows of, from Ray's experiment folder and those of the confirm
+    phases inside it (works after a crash too)."""
+    from tune_app.confirm import phase_folders
+
+    trials = []
+    for folder in [where.ray, *phase_folders(where)]:
+        trials += tune.ExperimentAnalysis(folder).trials
     rows = []
-    for t in analysis.trials:
+    for t in trials:
         error = t.get_error() if t.status == Trial.ERROR else None
         rows.append(
             results.trial_row(
@@ -172,6 +177,18 @@ def run_search(
             else start_tuner(space, where, wandb_mode, costs)
         )
         tuner.fit()
+        from tune_app.confirm import phase_folders, run_confirm, unfinished
+
+        # Once the sampled trials all ended: confirm (or resume `tune-app confirm`'s phases).
+        if (space.confirm_top_k or phase_folders(where)) and not unfinished(where.ray):
+            run_confirm(
+                space,
+                where,
+                top_k=space.confirm_top_k,
+                seeds=space.confirm_seeds,
+                wandb_mode=wandb_mode,
+                costs=costs,
+            )
         return finish(space, where)
     finally:
         reopen_in(None)
@@ -221,7 +238,7 @@ def close_stale_study_trials(experiment: Path) -> None:
 def finish(space: SearchSpace, where: Location) -> int:
     """trials.parquet, the closing summary, the upload of our files; the exit code."""
     experiment = where.local
-    rows = collect(space, where.ray)
+    rows = collect(space, where)
     if not rows:
         say("tune-app search: no trial ran")
         return 1

@@ -53,7 +53,8 @@ def fail_if_failed_before(record: Path) -> None:
 
 
 def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfig:
-    config = TrialConfig.from_dict({**fixed, **suggested})
+    # `role` (search, confirm, baseline) is the experiment's bookkeeping, not a run setting.
+    config = TrialConfig.from_dict({**fixed, **{k: v for k, v in suggested.items() if k != "role"}})
     gpus = ray.get_gpu_ids()
     if gpus and not torch.cuda.is_available() and config.device == "auto":
         # Ray scheduled a GPU that torch cannot use (no driver, or GPUs declared by hand):

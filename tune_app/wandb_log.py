@@ -138,9 +138,12 @@ class TrialLogger(WandbLoggerCallback):
 
     def log_trial_start(self, trial: Any) -> None:
         suggested = dict(trial.config)
-        config = {**TrialConfig.from_dict({**self.fixed, **suggested}).to_dict()}
+        role = suggested.pop("role", None) or (
+            "search" if suggested.get("pipeline", "mixtraining") == "mixtraining" else "baseline"
+        )
+        config = {**TrialConfig.from_dict({**self.fixed, **suggested}).to_dict(), "role": role}
         pipeline = config["pipeline"]
-        tags = [*self.tags, pipeline] + (["baseline"] if pipeline != "mixtraining" else [])
+        tags = list(dict.fromkeys([*self.tags, pipeline, role]))  # role: search|confirm|baseline
         # Epochs W&B already holds: sent in this session (the actor may not have written them
         # yet), or in any earlier run file of this trial.
         on_disk = logged_epochs(self.experiment / "wandb", trial.trial_id)
