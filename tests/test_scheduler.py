@@ -199,6 +199,7 @@ def test_a_search_with_pareto_halving_prunes_what_it_stops(
     assert replayed["saved"] == 0.0  # their recorded results already end where they stopped
 
 
+@pytest.mark.ray  # real drivers and Ray, started by subprocesses
 def test_a_killed_search_with_pareto_halving_resumes(tmp_path: Path) -> None:
     """SIGKILL the driver once a trial is in its MIX phase, --resume: stops stay PRUNED."""
     raw = space_with(type="pareto_halving", grace=1, eta=2)
