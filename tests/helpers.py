@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
 # The per-epoch metric names docs/architecture.md lists (the tests' own copy, not the code's).
 PINNED = {
     "epoch",
@@ -47,3 +52,24 @@ SPACE = {
     "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0]},
     "resources": {"cpu": 1, "gpu": 0},
 }
+
+
+def start_driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`tune-app ARGS` in a process group of its own, so a test can signal the driver and the
+    Ray it starts together (`os.killpg`), as Ctrl-C in a terminal or a kill of the job does."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tune_app.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_while_alive(driver: subprocess.Popen, ready: Callable[[], bool], seconds: float) -> None:
+    """Poll `ready()` until it holds or `seconds` pass; the driver must live all the while (a
+    test about an interrupted driver means nothing if it had already ended)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and not ready():
+        assert driver.poll() is None, "the driver ended before the test could stop it"
+        time.sleep(0.5)

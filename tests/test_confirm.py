@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE
+from helpers import SPACE, start_driver, wait_while_alive
 
 from analysis.hypervolume import hypervolume, reference_point
 from analysis.pareto import dominates, to_minimize
@@ -153,17 +152,8 @@ def test_killed_during_confirmation_resumes_each_confirm_trial_once(tmp_path: Pa
     path.write_text(yaml.safe_dump(CONFIRMED))
     storage = tmp_path / "exp"
     args = ["search", "--space", str(path), "--storage-path", str(storage), "--name", "k"]
-    driver = subprocess.Popen(
-        cli(*args, "--wandb", "disabled"),
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 400
-    while time.time() < deadline and not list(storage.glob("k/confirm/*/result.json")):
-        assert driver.poll() is None, "the driver ended before its confirm phase was killed"
-        time.sleep(0.5)
+    driver = start_driver([*args, "--wandb", "disabled"], ENV)
+    wait_while_alive(driver, lambda: bool(list(storage.glob("k/confirm/*/result.json"))), 400)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     assert driver.wait(timeout=60) == -signal.SIGKILL
     assert not (storage / "k" / "trials.parquet").exists()  # killed before the end

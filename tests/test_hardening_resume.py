@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE
+from helpers import SPACE, start_driver, wait_while_alive
 from ray import tune
 
 from search_spaces import load_space
@@ -46,17 +46,8 @@ def start_and_stop(tmp_path: Path, storage: Path, sig: signal.Signals) -> int:
     space = tmp_path / "small.yaml"
     space.write_text(yaml.safe_dump(SMALL))
     args = ["search", "--space", str(space), "--storage-path", str(storage), "--name", "k"]
-    driver = subprocess.Popen(
-        cli(*args, "--wandb", "disabled"),
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(storage.glob("k/*/result.json"))) < 2:
-        assert driver.poll() is None, "the driver ended before it could be interrupted"
-        time.sleep(0.5)
+    driver = start_driver([*args, "--wandb", "disabled"], ENV)
+    wait_while_alive(driver, lambda: len(list(storage.glob("k/*/result.json"))) >= 2, 300)
     assert driver.poll() is None  # alive when stopped: the test is about an interrupted driver
     # SIGKILL: the driver and the Ray it started die at once. SIGINT: what Ctrl-C in a terminal
     # delivers, to the whole foreground process group.

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE
+from helpers import SPACE, start_driver, wait_while_alive
 
 import tune_app.scheduler
 from analysis.pareto import pareto_mask
@@ -207,19 +206,16 @@ def test_a_killed_search_with_pareto_halving_resumes(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     storage, env = tmp_path / "exp", {**os.environ, **RAY_ENV}
     cli = [sys.executable, "-m", "tune_app.cli", "search", "--storage-path", str(storage)]
-    driver = subprocess.Popen(
-        [*cli, "--space", str(path), "--name", "r", "--wandb", "disabled"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    driver = start_driver(
+        ["search", "--storage-path", str(storage), "--space", str(path), "--name", "r"]
+        + ["--wandb", "disabled"],
+        env,
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and not any(
-        '"phase": "mix"' in f.read_text() for f in storage.glob("r/*/result.json")
-    ):
-        assert driver.poll() is None, "the driver ended before it could be killed mid-run"
-        time.sleep(1)
+    wait_while_alive(
+        driver,
+        lambda: any('"phase": "mix"' in f.read_text() for f in storage.glob("r/*/result.json")),
+        240,
+    )
     os.killpg(driver.pid, signal.SIGKILL)
     assert driver.wait() == -signal.SIGKILL
     done = subprocess.run(

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE
+from helpers import SPACE, start_driver, wait_while_alive
 
 from search_spaces import load_space
 from tune_app.cli import main
@@ -242,13 +241,8 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
         "offline",
     ]
     env = {**os.environ, **RAY_ENV}
-    driver = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(storage.glob("k/*/result.json"))) < 2:
-        assert driver.poll() is None, "the driver ended before it could be killed mid-run"
-        time.sleep(1)
+    driver = start_driver(cmd[3:], env)  # cmd without `python -m tune_app.cli`
+    wait_while_alive(driver, lambda: len(list(storage.glob("k/*/result.json"))) >= 2, 240)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     assert driver.wait() == -signal.SIGKILL  # alive until now: our kill is what ended it
     resume = [
