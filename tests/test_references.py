@@ -2,7 +2,7 @@
 
 Three kinds of reference are checked in every .py, .md and .toml file: relative Markdown links,
 paths under the repository's own folders (`docs/install.md`, `trainers/runtime.py`, ...), and
-bare upper-case Markdown names (`NOTES.md`), which always mean a file at the root.
+bare upper-case Markdown names (`GUIDE.md`), which always mean a file at the root.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MD_LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 REPO_PATH = re.compile(
     r"(?<![\w./<>$-])((?:" + "|".join(FOLDERS) + r")/[\w./-]*\.(?:py|md|yaml|toml|sh|txt))\b"
 )
-ROOT_MD = re.compile(r"(?<![\w.-])([A-Z][A-Z_]*\.md)\b")  # shared/NOTES.md counts too
+ROOT_MD = re.compile(r"(?<![\w.-])([A-Z][A-Z_]*\.md)\b")  # other/GUIDE.md counts too
 
 
 def _files() -> list[Path]:
@@ -58,7 +58,7 @@ def test_the_scan_sees_the_repository() -> None:
 CASES = [
     ("x.md", "see [the guide](docs/nope.md#layers), [web](https://x.org/a.md)", ["docs/nope.md"]),
     ("x.md", "see [install](docs/install.md) and [top](#top)", []),
-    ("x.py", '"""See ARCHITECTURE.md, shared/NOTES.md."""', ["ARCHITECTURE.md", "NOTES.md"]),
+    ("x.py", '"""See DESIGN.md, other/GUIDE.md."""', ["DESIGN.md", "GUIDE.md"]),
     ("x.toml", "# see docs/missing.md for the pair", ["docs/missing.md"]),
     ("x.py", "# measured by benchmarks/throughput.py, see docs/benchmarks.md", []),
     ("x.md", "writes `<exp>/analysis/report.md` and `README.md`", []),
