@@ -76,3 +76,29 @@ def test_uri_storages_get_their_own_local_folders(tmp_path: Path, monkeypatch) -
     assert a.local != b.local and a.name == b.name == "n"
     assert a.local == tmp_path / "experiments" / "s3" / "a" / "x" / "n"
     assert a.ray == "s3://a/x/n"
+
+
+NICENESS_PROBE = """
+import os, sys
+os.environ.pop("RAY_worker_niceness", None)
+from tune_app import driver
+assert driver.start_ray(None)
+import ray
+print(os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))
+ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+def test_trials_run_at_the_drivers_priority_not_rays_niceness_15() -> None:
+    """Ray starts workers at niceness 15 by default, so any ordinary process on the machine
+    starved the trials (and the calibration). A private Ray runs them at the driver's own."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", NICENESS_PROBE], capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
+    driver_nice, worker_nice = map(int, out.stdout.split()[-2:])
+    assert worker_nice == driver_nice
