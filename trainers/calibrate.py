@@ -12,6 +12,7 @@ what `benchmarks/step_costs.py` uses.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -79,7 +80,11 @@ def fake_batch(
 
 
 def step_times(
-    fn: Callable[[], None], repeats: int, warmup: int = 2, device: str = "cpu"
+    fn: Callable[[], None],
+    repeats: int,
+    warmup: int = 2,
+    device: str = "cpu",
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[float]:
     """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls; on a GPU the
     queue is drained around each timing, so a call is timed with the work it queued."""
@@ -89,11 +94,58 @@ def step_times(
     times = []
     for _ in range(repeats):
         synchronize(dev)
-        start = time.perf_counter()
+        start = clock()
         fn()
         synchronize(dev)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
+
+
+def step_clock(device: torch.device, threads: int) -> tuple[str, Callable[[], float]]:
+    """What calibration times a step with: the thread's CPU time for a one-thread CPU run,
+    else the wall clock.
+
+    A one-thread CPU step runs wholly in the calling thread, so its CPU time equals its wall
+    time on an idle machine, but unlike the wall clock it does not count the time the thread
+    waited while other processes had the core: with three CPU-bound processes on 2 cores the
+    wall-clock median of a vit_micro step doubled and the CPU-time median moved by under 10%.
+    Several threads, or a GPU, leave the calling thread idle for part of a step: wall clock.
+    """
+    if device.type == "cpu" and threads == 1:
+        return "thread_cpu", time.thread_time
+    return "wall", time.perf_counter
+
+
+class OthersBusy:
+    """CPUs' worth of time that other processes used while the block ran (Linux; else None).
+
+    What a calibration cannot exclude by its clock: a memory-hungry neighbour on another core
+    slows each step through the shared cache and memory bus (a vit_micro MIX step, 7%).
+    """
+
+    def __enter__(self) -> OthersBusy:
+        self.value: float | None = None
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        if self._start is not None and end is not None:
+            (wall0, busy0, own0), (wall1, busy1, own1) = self._start, end
+            tick = os.sysconf("SC_CLK_TCK")
+            self.value = max(0.0, ((busy1 - busy0) - (own1 - own0)) / tick / (wall1 - wall0))
+
+    @staticmethod
+    def _sample() -> tuple[float, int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                cpu = [int(v) for v in f.readline().split()[1:]]
+            with open("/proc/self/stat", encoding="ascii") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            return None  # not Linux: nothing to report
+        busy = sum(cpu[:3]) + sum(cpu[5:8])  # user nice system + irq softirq steal
+        return time.monotonic(), busy, int(own[11]) + int(own[12])  # utime + stime
 
 
 def median_seconds(
@@ -209,7 +261,9 @@ def calibrate(
     data, batch size, precision, device and thread count (`config.num_threads`).
 
     Every kind runs on the same fresh model and the run's own batches (drawing the batch is
-    timed, as in training); the median of `steps` steps after `warmup` untimed ones.
+    timed, as in training); the median of `steps` steps after `warmup` untimed ones, timed
+    by `step_clock`. `settings` records the clock and how many CPUs' worth of time other
+    processes used meanwhile (`others_busy_cpus`), which no clock can exclude entirely.
     """
     from trainers.pipeline import SetupError, Trainer  # pipeline imports this module
     from trainers.runtime import resolve_runtime
@@ -220,12 +274,17 @@ def calibrate(
         raise SetupError(str(e)) from e
     trainer = Trainer(config, rt)
     table, spread = {}, {}
-    for kind in sorted(set(kinds)):
-        times = sorted(step_times(kind_step(trainer, kind), steps, warmup))
-        q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-        table[kind] = statistics.median(times)
-        spread[kind] = {"min": times[0], "p25": q[0], "p75": q[2], "max": times[-1]}
+    clock_name, clock = step_clock(rt.device, rt.threads)
+    with OthersBusy() as others:
+        for kind in sorted(set(kinds)):
+            fn = kind_step(trainer, kind)
+            times = sorted(step_times(fn, steps, warmup, rt.device.type, clock))
+            q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+            table[kind] = statistics.median(times)
+            spread[kind] = {"min": times[0], "p25": q[0], "p75": q[2], "max": times[-1]}
     settings = {
+        "clock": clock_name,
+        "others_busy_cpus": None if others.value is None else round(others.value, 2),
         "model": config.model,
         "dataset": config.dataset,
         "batch_size": config.batch_size,
