@@ -256,14 +256,16 @@ def calibrate(
     kinds: Iterable[str],
     steps: int = MEASURED_STEPS,
     warmup: int = WARMUP_STEPS,
+    wall_clock: bool = False,
 ) -> Calibration:
     """Measure the median seconds of one training step of each kind for `config`'s model,
     data, batch size, precision, device and thread count (`config.num_threads`).
 
     Every kind runs on the same fresh model and the run's own batches (drawing the batch is
     timed, as in training); the median of `steps` steps after `warmup` untimed ones, timed
-    by `step_clock`. `settings` records the clock and how many CPUs' worth of time other
-    processes used meanwhile (`others_busy_cpus`), which no clock can exclude entirely.
+    by `step_clock` (or by the wall clock with `wall_clock`, to compare). `settings` records
+    the clock and how many CPUs' worth of time other processes used meanwhile
+    (`others_busy_cpus`), which no clock can exclude entirely.
     """
     from trainers.pipeline import SetupError, Trainer  # pipeline imports this module
     from trainers.runtime import resolve_runtime
@@ -275,6 +277,8 @@ def calibrate(
     trainer = Trainer(config, rt)
     table, spread = {}, {}
     clock_name, clock = step_clock(rt.device, rt.threads)
+    if wall_clock:
+        clock_name, clock = "wall", time.perf_counter
     with OthersBusy() as others:
         for kind in sorted(set(kinds)):
             fn = kind_step(trainer, kind)
