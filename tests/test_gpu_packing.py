@@ -1,0 +1,85 @@
+"""The packed-trials harness of the GPU smoke test, proven on the CPU (tests/packed_trials.py).
+
+The GPU run itself (four vit_tiny trials at the bundled batch on one GPU) is in
+tests/test_gpu_smoke.py and needs a CUDA host; these tests show the harness starts separate
+processes that train the real `Trainer` together, and reports a failed one instead of hanging.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TINY_RUN
+from tests.packed_trials import (
+    SYNC_WARNING,
+    count_syncs,
+    processes_per_gpu,
+    run_packed,
+    wait_for_peers,
+)
+from trainers import TrialConfig
+
+# vit_micro on 8x8 grey images, batch 64: 4 steps per epoch, 3 epochs (SSL, MIX, SL)
+CPU_RUN = {**TINY_RUN, "ssl_source": "same", "device": "cpu"}
+SHAPE = {"train": 256, "size": 8, "chans": 1, "classes": 10}
+
+
+@pytest.mark.parametrize(("share", "n"), [(0.25, 4), (0.5, 2), (1 / 3, 3), (0.3, 3), (1.0, 1)])
+def test_processes_per_gpu_is_how_many_shares_ray_fits_on_one_gpu(share: float, n: int) -> None:
+    assert processes_per_gpu(share) == n
+
+
+@pytest.mark.parametrize("share", [0.0, -0.5, 1.5])
+def test_processes_per_gpu_rejects_a_share_outside_one_gpu(share: float) -> None:
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        processes_per_gpu(share)
+
+
+def test_count_syncs_counts_torch_sync_warnings_only() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            warnings.warn(f"{SYNC_WARNING} (an .item())", UserWarning, stacklevel=1)
+        warnings.warn("some other warning", UserWarning, stacklevel=1)
+    assert count_syncs(caught) == 3
+
+
+def test_barrier_passes_when_every_peer_is_there(tmp_path: Path) -> None:
+    (tmp_path / "ready-1").touch()
+    wait_for_peers(tmp_path, "ready", 0, 2, timeout=5)
+    assert (tmp_path / "ready-0").exists()
+
+
+def test_barrier_stops_at_once_when_a_peer_failed(tmp_path: Path) -> None:
+    (tmp_path / "failed-1").touch()
+    with pytest.raises(RuntimeError, match="a peer failed \\(failed-1\\)"):
+        wait_for_peers(tmp_path, "ready", 0, 2, timeout=60)
+
+
+def test_barrier_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="peers missing after 0.2 s"):
+        wait_for_peers(tmp_path, "done", 0, 2, timeout=0.2)
+
+
+def test_packed_trials_train_together_in_separate_processes() -> None:
+    config = TrialConfig.from_dict(CPU_RUN).to_dict()
+    results = run_packed(config, share=0.5, shape=SHAPE, timeout=300)
+    assert len(results) == 2
+    assert all("error" not in r for r in results), results
+    assert len({r["pid"] for r in results}) == 2
+    for r in results:
+        assert r["device"] == "cpu"
+        assert r["steps"] == [4, 4, 4]  # SSL, MIX, SL epochs of 256 / 64 steps
+        assert r["syncs"] is None and r["peak_gb"] is None  # nothing to measure on a CPU
+        assert r["estimate_gb"] > 0
+
+
+def test_a_failing_trial_reports_its_error() -> None:
+    # 29 px has no patch size for vit_micro: the trainer refuses it while it builds the model
+    config = TrialConfig.from_dict(CPU_RUN).to_dict()
+    [result] = run_packed(config, share=1.0, shape={**SHAPE, "size": 29}, timeout=300)
+    assert result["returncode"] == 1
+    assert "image_size 29 has no patch size" in result["error"]
