@@ -7,6 +7,9 @@ processes that train the real `Trainer` together, and reports a failed one inste
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 
 from tests.helpers import TINY_RUN
 from tests.packed_trials import (
+    ROOT,
     SYNC_WARNING,
     count_syncs,
     processes_per_gpu,
@@ -83,3 +87,17 @@ def test_a_failing_trial_reports_its_error() -> None:
     [result] = run_packed(config, share=1.0, shape={**SHAPE, "size": 29}, timeout=300)
     assert result["returncode"] == 1
     assert "image_size 29 has no patch size" in result["error"]
+
+
+def test_the_readme_gpu_command_runs_the_whole_smoke_test() -> None:
+    readme = (ROOT / "README.md").read_text()
+    [args] = re.findall(r"^\.venv/bin/python -m pytest (-m gpu .*)$", readme, re.MULTILINE)
+    cmd = [sys.executable, "-m", "pytest", *args.split(), "--collect-only", "-q"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    collected = {line.split("::")[-1] for line in out.stdout.splitlines() if "::" in line}
+    assert {
+        "test_smoke_run_has_no_sync_per_step_and_fits_its_memory_estimate",
+        "test_gpu_and_cpu_count_the_same_flops",
+        "test_four_packed_trials_at_the_bundled_batch_fit_and_do_not_sync_per_step",
+    } <= collected

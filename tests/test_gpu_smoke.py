@@ -1,4 +1,4 @@
-"""Smoke run on a real GPU; on a CUDA host: `pytest -m gpu tests/test_gpu_smoke.py`
+"""Smoke run on a real GPU; on a CUDA host: `pytest -m gpu -rs tests/test_gpu_smoke.py`
 
 ViT-T at the bundled batch (256) on synthetic CIFAR-shaped data, one SSL, one MIX and one SL
 epoch: no device sync per step (`set_sync_debug_mode("warn")`), peak memory within the shape
@@ -40,7 +40,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(
         not torch.cuda.is_available(),
-        reason="needs a CUDA GPU; on a GPU host: pytest -m gpu tests/test_gpu_smoke.py",
+        reason="needs a CUDA GPU; on a GPU host: pytest -m gpu -rs tests/test_gpu_smoke.py",
     ),
 ]
 
