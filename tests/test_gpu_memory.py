@@ -169,3 +169,15 @@ def test_memory_bounds_are_the_baseline_and_each_bound_of_memory_settings() -> N
         {"batch_size": 48, "model": "vit_micro"},
         {"batch_size": 48, "model": "resnet_micro"},
     ]
+
+
+def test_trials_table_carries_each_trials_gpu_memory_peak() -> None:
+    from search_spaces.validate import build_space
+    from tune_app.results import trial_row
+
+    space = build_space(SPACE, "tiny.yaml")
+    knobs = {"alpha": 0.3, "rho": 0.7, "lam": 0.5, "anneal": "cosine", "seed": 0}
+    gpu = trial_row(space, "a", "TERMINATED", knobs, {"gpu_mem_peak_gb": 7.5}, None)
+    cpu = trial_row(space, "b", "TERMINATED", knobs, {}, None)  # a CPU trial reports none
+    assert gpu["gpu_mem_peak_gb"] == 7.5
+    assert cpu["gpu_mem_peak_gb"] is None
