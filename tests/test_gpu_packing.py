@@ -14,14 +14,17 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers import TINY_RUN
 from tests.packed_trials import (
     ROOT,
     SYNC_WARNING,
     count_syncs,
+    peak_gb,
     processes_per_gpu,
     run_packed,
+    train_counting_syncs,
     wait_for_peers,
 )
 from trainers import TrialConfig
@@ -49,6 +52,39 @@ def test_count_syncs_counts_torch_sync_warnings_only() -> None:
             warnings.warn(f"{SYNC_WARNING} (an .item())", UserWarning, stacklevel=1)
         warnings.warn("some other warning", UserWarning, stacklevel=1)
     assert count_syncs(caught) == 3
+
+
+class SyncingTrainer:
+    """Stands for a CUDA trainer whose epochs emit `syncs[i]` sync warnings in `steps` steps."""
+
+    def __init__(self, syncs: list[int], steps: int) -> None:
+        self.rt = type("Rt", (), {"device": torch.device("cuda", 0)})()
+        self.phases, self.epoch, self.syncs, self.steps = ["ssl"] * len(syncs), 0, syncs, steps
+        self.step_counts: dict[str, int] = {}
+
+    def run_epoch(self) -> None:
+        for _ in range(self.syncs[self.epoch]):
+            warnings.warn(SYNC_WARNING, UserWarning, stacklevel=1)
+        self.step_counts["ssl"] = self.step_counts.get("ssl", 0) + self.steps
+        self.epoch += 1
+
+
+def test_sync_counting_is_per_epoch_and_always_switched_off(monkeypatch) -> None:
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    assert train_counting_syncs(SyncingTrainer([2, 0, 5], steps=7)) == ([7, 7, 7], [2, 0, 5])
+    assert modes == ["warn", "default"]
+    broken = SyncingTrainer([1], steps=7)
+    broken.run_epoch = lambda: 1 / 0  # a failing epoch still restores the default mode
+    with pytest.raises(ZeroDivisionError):
+        train_counting_syncs(broken)
+    assert modes[-2:] == ["warn", "default"]
+
+
+def test_peak_is_what_a_trial_reports_on_cuda_and_none_on_a_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 3 * 1024**3)
+    assert peak_gb(torch.device("cuda", 0)) == 3.0
+    assert peak_gb(torch.device("cpu")) is None
 
 
 def test_barrier_passes_when_every_peer_is_there(tmp_path: Path) -> None:
