@@ -8,8 +8,6 @@ processes that train the real `Trainer` together, and reports a failed one inste
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -126,14 +124,18 @@ def test_a_failing_trial_reports_its_error() -> None:
 
 
 def test_the_readme_gpu_command_runs_the_whole_smoke_test() -> None:
+    import tests.test_gpu_smoke as smoke
+
     readme = (ROOT / "README.md").read_text()
-    [args] = re.findall(r"^\.venv/bin/python -m pytest (-m gpu .*)$", readme, re.MULTILINE)
-    cmd = [sys.executable, "-m", "pytest", *args.split(), "--collect-only", "-q"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    collected = {line.split("::")[-1] for line in out.stdout.splitlines() if "::" in line}
+    [command] = re.findall(r"^\.venv/bin/python -m pytest (-m gpu .*)$", readme, re.MULTILINE)
+    args = command.split()
+    assert args[:2] == ["-m", "gpu"]  # selects tests marked gpu (and overrides `not slow`)
+    paths = [a for a in args[2:] if not a.startswith("-")]
+    assert [ROOT / p for p in paths] == [Path(smoke.__file__)]
+    assert "gpu" in [m.name for m in smoke.pytestmark]  # every test of the file is marked
+    tests = {name for name in vars(smoke) if name.startswith("test_")}
     assert {
         "test_smoke_run_has_no_sync_per_step_and_fits_its_memory_estimate",
         "test_gpu_and_cpu_count_the_same_flops",
         "test_four_packed_trials_at_the_bundled_batch_fit_and_do_not_sync_per_step",
-    } <= collected
+    } == tests
