@@ -199,9 +199,11 @@ def run_packed(
 
 def collect(proc: subprocess.Popen, folder: Path, rank: int, deadline: float) -> dict[str, Any]:
     """Wait for worker `rank` until `deadline`; its result, or why there is none."""
+    timed_out = False
     try:
         proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
+        timed_out = True
         proc.kill()
         proc.wait()
     result = folder / f"result-{rank}.json"
@@ -209,6 +211,8 @@ def collect(proc: subprocess.Popen, folder: Path, rank: int, deadline: float) ->
         return json.loads(result.read_text())
     stderr = (folder / f"stderr-{rank}.txt").read_text(errors="replace")
     tail = "\n".join(stderr.strip().splitlines()[-20:])
+    if timed_out:
+        tail = f"killed: still running at the harness's deadline\n{tail}"
     return {"error": tail or "no output", "returncode": proc.returncode}
 
 

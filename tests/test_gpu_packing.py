@@ -104,7 +104,8 @@ def test_barrier_gives_up_after_its_timeout(tmp_path: Path) -> None:
 
 def test_packed_trials_train_together_in_separate_processes() -> None:
     config = TrialConfig.from_dict(CPU_RUN).to_dict()
-    results = run_packed(config, share=0.5, shape=SHAPE, timeout=300)
+    # a generous deadline: on a loaded 2-core machine the imports alone took minutes
+    results = run_packed(config, share=0.5, shape=SHAPE, timeout=800)
     assert len(results) == 2
     assert all("error" not in r for r in results), results
     assert len({r["pid"] for r in results}) == 2
@@ -118,7 +119,7 @@ def test_packed_trials_train_together_in_separate_processes() -> None:
 def test_a_failing_trial_reports_its_error() -> None:
     # 29 px has no patch size for vit_micro: the trainer refuses it while it builds the model
     config = TrialConfig.from_dict(CPU_RUN).to_dict()
-    [result] = run_packed(config, share=1.0, shape={**SHAPE, "size": 29}, timeout=300)
+    [result] = run_packed(config, share=1.0, shape={**SHAPE, "size": 29}, timeout=800)
     assert result["returncode"] == 1
     assert "image_size 29 has no patch size" in result["error"]
 
