@@ -112,3 +112,72 @@ def test_estimate_grows_with_the_batch() -> None:
     )
     fixed = 2 * small["sl"] - large["sl"]  # peak = fixed + batch * per-image
     assert 0 < fixed < small["sl"] and large["mix"] > small["mix"]
+
+
+def test_estimate_of_an_all_token_ssl_pass_counts_every_token() -> None:
+    # ssl_pass: full runs the encoder on every token in the SSL phase, as a MIX step does
+    splits = shaped_splits(1000, 100, 0, 1, 28, 10)
+    masked, full = (
+        phase_peaks(TrialConfig.from_dict({**TINY_RUN, "ssl_pass": p}), splits, False)
+        for p in ("masked", "full")
+    )
+    assert full["ssl"] > masked["ssl"]
+    assert full["sl"] == masked["sl"]
+
+
+def test_search_checks_the_packing_at_the_largest_searched_batch(monkeypatch) -> None:
+    import ray
+
+    from search_spaces.validate import build_space
+    from trainers.pipeline import load_splits
+    from tune_app import gpu_fit
+    from tune_app.driver import check_resources
+
+    trainer = {k: v for k, v in SPACE["trainer"].items() if k != "batch_size"}
+    trainer.update(labeled_fraction=1.0, ssl_source="same")  # a pool above the largest batch
+    params = {**SPACE["parameters"], "batch_size": {"values": [16, 256]}}
+    raw = {**SPACE, "trainer": trainer, "parameters": params, "resources": {"cpu": 1, "gpu": 0.5}}
+    space = build_space(raw, "tiny.yaml")
+    splits = load_splits(space.trial_config({}), torch.device("cpu"))
+    small, large = (
+        max(phase_peaks(space.trial_config({"batch_size": b}), splits, True).values())
+        for b in (16, 256)
+    )
+    gpu_bytes = (small + large) / 0.5 * 1.1 / 2  # two trials of batch 16 fit, of 256 not
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2, "GPU": 1}}])
+    facts = {"name": "Mid GPU", "bytes": gpu_bytes, "bf16": True}
+    monkeypatch.setattr(gpu_fit, "probe_gpu", lambda share: facts)
+    with pytest.raises(UserInputError, match="searched batch_size=256"):
+        check_resources(space)
+
+
+def test_memory_bounds_are_the_baseline_and_each_bound_of_memory_settings() -> None:
+    from search_spaces.validate import build_space
+    from tune_app.gpu_fit import memory_bounds
+
+    trainer = {k: v for k, v in SPACE["trainer"].items() if k not in ("batch_size", "model")}
+    params = {
+        **SPACE["parameters"],  # alpha, rho, lam, anneal: no effect on memory
+        "batch_size": {"distribution": "int_uniform", "min": 16, "max": 48},
+        "model": {"values": ["vit_micro", "resnet_micro"]},
+    }
+    space = build_space({**SPACE, "trainer": trainer, "parameters": params}, "tiny.yaml")
+    assert memory_bounds(space) == [
+        {},  # baselines leave searched settings at their defaults
+        {"batch_size": 16, "model": "vit_micro"},
+        {"batch_size": 16, "model": "resnet_micro"},
+        {"batch_size": 48, "model": "vit_micro"},
+        {"batch_size": 48, "model": "resnet_micro"},
+    ]
+
+
+def test_trials_table_carries_each_trials_gpu_memory_peak() -> None:
+    from search_spaces.validate import build_space
+    from tune_app.results import trial_row
+
+    space = build_space(SPACE, "tiny.yaml")
+    knobs = {"alpha": 0.3, "rho": 0.7, "lam": 0.5, "anneal": "cosine", "seed": 0}
+    gpu = trial_row(space, "a", "TERMINATED", knobs, {"gpu_mem_peak_gb": 7.5}, None)
+    cpu = trial_row(space, "b", "TERMINATED", knobs, {}, None)  # a CPU trial reports none
+    assert gpu["gpu_mem_peak_gb"] == 7.5
+    assert cpu["gpu_mem_peak_gb"] is None

@@ -116,6 +116,7 @@ def phase_peaks(config: TrialConfig, splits: Splits, bf16: bool) -> dict[str, in
     if config.mask_ratio is not None:
         model.mask_ratio = config.mask_ratio
     model.mix_pass, model.mix_mask_ratio = config.mix_pass, config.mix_mask_ratio
+    model.ssl_pass = config.ssl_pass  # `full`: the SSL step's encoder sees every token
     model = model.to("meta").train()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     exclude = {p.untyped_storage()._cdata for p in model.parameters()}
