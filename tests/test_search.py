@@ -208,6 +208,26 @@ def test_dry_run_lists_trials_and_writes_nothing(tmp_path: Path, capsys) -> None
     assert not storage.exists()
 
 
+def test_dry_run_lists_the_confirmation_phase_after_the_sampled_one(tmp_path: Path, capsys) -> None:
+    search = {**SPACE["search"], "confirm": {"top_k": 2, "seeds": [1, 2]}}
+    baselines = {"pipelines": ["sl", "ssl_sl"], "seeds": [0, 1, 2]}
+    space = str(write_space(tmp_path, search=search, baselines=baselines))
+    assert main(["search", "--space", space, "--dry-run"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert len(trials) == 6 + 1 + 1  # baselines per seed, the sampled phase, then confirmation
+    assert trials[6] == {
+        "pipeline": "mixtraining",
+        "count": 3,
+        "searched": sorted(SPACE["parameters"]),
+    }
+    confirm = trials[7]
+    assert confirm["role"] == "confirm" and confirm["pipeline"] == "mixtraining"
+    assert (confirm["top_k"], confirm["seeds"], confirm["count"]) == (2, [1, 2], 4)
+    assert confirm["told_to_optuna"] is False and "after the sampled trials" in confirm["when"]
+    assert main(["search", "--space", str(write_space(tmp_path)), "--dry-run"]) == 0
+    assert all("role" not in t for t in json.loads(capsys.readouterr().out)["trials"])
+
+
 def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -> None:
     space = str(write_space(tmp_path))  # rho in [0.5, 1] at 2 + 2 epochs: always a MIX epoch
     assert main(["search", "--space", space, "--dry-run"]) == 0
