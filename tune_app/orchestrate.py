@@ -176,6 +176,8 @@ def run_search(
             if resume
             else start_tuner(space, where, wandb_mode, costs)
         )
+        if resume:  # a confirm phase first started now must log as the search phase does
+            wandb_mode = restored_wandb_mode(tuner)
         tuner.fit()
         from tune_app.confirm import phase_folders, run_confirm, unfinished
 
@@ -220,6 +222,25 @@ def restore_tuner(space: SearchSpace, where: Location, costs: dict[str, float]) 
     )
     where.remove(results.TABLE)  # only once the restore worked: a failed one keeps the table
     return tuner
+
+
+def restored_wandb_mode(tuner: tune.Tuner) -> str:
+    """The W&B mode of a restored search: that of the `TrialLogger` Ray brought back from
+    `tuner.pkl` ("disabled" without one).
+
+    `--resume` takes no `--wandb`: the search phase logs through the restored callbacks, and a
+    confirm phase that starts in this session builds its own, which must match them (same mode,
+    so the confirm trials join the experiment's W&B group like a first run's would).
+    """
+    from tune_app.wandb_log import TrialLogger
+
+    internal = tuner._local_tuner  # Ray keeps the run config here (no public accessor)
+    if internal is not None:
+        run_config = internal.get_run_config()
+    else:  # Ray client (ray://): the tuner lives in an actor on the cluster
+        run_config = ray.get(tuner._remote_tuner.get_run_config.remote())
+    found = [c for c in run_config.callbacks or () if isinstance(c, TrialLogger)]
+    return found[0].mode if found else "disabled"
 
 
 def close_stale_study_trials(experiment: Path) -> None:
