@@ -62,7 +62,9 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
     assert (table["epochs_done"] == table["epochs_planned"]).all()
     assert table["val_accuracy"].between(0, 1).all() and (table["train_latency_s"] > 0).all()
     # Calibrated before the first trial; every trial prices its steps with that table.
-    calibration = json.loads((experiment / "calibration.json").read_text())
+    (calibration,) = json.loads((experiment / "calibration.json").read_text())[
+        "by_hardware"
+    ].values()
     assert {"ssl", "sl", "mix_full"} <= set(calibration["table"])
     assert calibration["settings"]["threads"] == 1 and calibration["steps"] > 0
     assert (table["calibrated_latency_s"] > 0).all()
