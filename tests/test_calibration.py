@@ -120,7 +120,7 @@ def test_train_command_calibrates_briefly_and_reuses_it_on_resume(tmp_path, caps
     config.write_text(yaml.safe_dump({**TINY_RUN, "epochs_ssl": 1, "epochs_sl": 1}))
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(out)]) == 0
-    calibration = json.loads((out / "calibration.json").read_text())
+    (calibration,) = json.loads((out / "calibration.json").read_text())["by_hardware"].values()
     assert set(calibration["table"]) == {"ssl", "sl"} and calibration["steps"] == 5
     final = json.loads((out / "metrics.json").read_text())
     trainer = Trainer(tiny(epochs_ssl=1, epochs_sl=1), resolve_runtime(tiny()))

@@ -74,7 +74,14 @@ def test_fractional_gpu_trials_pack_two_per_node(two_nodes, tmp_path: Path, capf
         assert max(s1, s2) < min(e1, e2), "the two trials of a node did not overlap"
     assert table["gpu_ids"].str.len().gt(0).all()
     # Ray handed out GPUs that torch cannot use: the trials fell back to the CPU and said so.
-    assert "torch sees no CUDA device; running this trial on the CPU" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "torch sees no CUDA device; running this trial on the CPU" in err
+    # Both nodes are one type (same machine): probed both, calibrated once, and each node's
+    # trials priced with that table.
+    calibration = json.loads((tmp_path / "pack" / "calibration.json").read_text())
+    (key,) = calibration["by_hardware"]
+    assert "calibrating step costs (calibration.json) for 1 node type(s)" in err
+    assert (table["node_type"] == key).all() and (table["calibrated_latency_s"] > 0).all()
 
 
 def test_explicit_cuda_on_a_gpu_less_trial_fails_clearly(two_nodes, tmp_path: Path, capsys) -> None:

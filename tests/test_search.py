@@ -62,7 +62,9 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
     assert (table["epochs_done"] == table["epochs_planned"]).all()
     assert table["val_accuracy"].between(0, 1).all() and (table["train_latency_s"] > 0).all()
     # Calibrated before the first trial; every trial prices its steps with that table.
-    calibration = json.loads((experiment / "calibration.json").read_text())
+    (calibration,) = json.loads((experiment / "calibration.json").read_text())[
+        "by_hardware"
+    ].values()
     assert {"ssl", "sl", "mix_full"} <= set(calibration["table"])
     assert calibration["settings"]["threads"] == 1 and calibration["steps"] > 0
     assert (table["calibrated_latency_s"] > 0).all()
@@ -206,6 +208,26 @@ def test_dry_run_lists_trials_and_writes_nothing(tmp_path: Path, capsys) -> None
     assert plan["trials"][:2] == [{"pipeline": "sl", "seed": 0}, {"pipeline": "ssl_sl", "seed": 0}]
     assert plan["trials"][2]["count"] == 3
     assert not storage.exists()
+
+
+def test_dry_run_lists_the_confirmation_phase_after_the_sampled_one(tmp_path: Path, capsys) -> None:
+    search = {**SPACE["search"], "confirm": {"top_k": 2, "seeds": [1, 2]}}
+    baselines = {"pipelines": ["sl", "ssl_sl"], "seeds": [0, 1, 2]}
+    space = str(write_space(tmp_path, search=search, baselines=baselines))
+    assert main(["search", "--space", space, "--dry-run"]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert len(trials) == 6 + 1 + 1  # baselines per seed, the sampled phase, then confirmation
+    assert trials[6] == {
+        "pipeline": "mixtraining",
+        "count": 3,
+        "searched": sorted(SPACE["parameters"]),
+    }
+    confirm = trials[7]
+    assert confirm["role"] == "confirm" and confirm["pipeline"] == "mixtraining"
+    assert (confirm["top_k"], confirm["seeds"], confirm["count"]) == (2, [1, 2], 4)
+    assert confirm["told_to_optuna"] is False and "after the sampled trials" in confirm["when"]
+    assert main(["search", "--space", str(write_space(tmp_path)), "--dry-run"]) == 0
+    assert all("role" not in t for t in json.loads(capsys.readouterr().out)["trials"])
 
 
 def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -> None:

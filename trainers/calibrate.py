@@ -29,11 +29,9 @@ from trainers.plan import phase_plan
 from trainers.runtime import synchronize
 from trainers.steps import Batch, mixed_batches, step_loss
 
-CALIBRATION_VERSION = 1
-# A median over 15 steps moved by up to 8% between two runs of one search (SL steps vary by
-# about 13% between p25 and p75: batches differ, the epoch's last one is short); 60 steps
-# halve that error, for about 15 s per search on the default space. A brief calibration
-# (tune-app train) uses fewer.
+# Steps of one kind vary (vit_micro SL steps by about 13% between p25 and p75: batches differ,
+# an epoch's last one is short); a median of 60 has half the error of one of 15, for about 15 s
+# more per search on the default space. A brief calibration (tune-app train) uses fewer.
 WARMUP_STEPS, MEASURED_STEPS = 5, 60
 
 
@@ -203,18 +201,51 @@ class Calibration:
     torch: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": CALIBRATION_VERSION, **self.__dict__}
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        if data.get("version") != CALIBRATION_VERSION:
-            raise ValueError(f"calibration version {data.get('version')} != {CALIBRATION_VERSION}")
         fields = ("table", "spread", "warmup", "steps", "settings", "hardware", "torch")
         return cls(**{k: data[k] for k in fields})
 
+    @property
+    def key(self) -> str:
+        """The node type this table was measured on (`hardware_key`)."""
+        return hardware_key(self.hardware)
+
+
+def hardware_key(hw: dict[str, Any]) -> str:
+    """The node type a step-cost table holds for: CPU model, threads, device type and GPU name.
+
+    The host name (`node`) is left out on purpose: two nodes of one type share one table, so a
+    cluster of identical nodes is calibrated once.
+    """
+    parts = [str(hw["cpu"]), f"{hw['threads']} threads", str(hw["device"])]
+    if hw.get("gpu"):
+        parts.append(str(hw["gpu"]))
+    return " | ".join(parts)
+
+
+def run_hardware_key(config: TrialConfig) -> str:
+    """The node type a run of `config` would be priced as on this process's node: the device
+    and thread count `calibrate` (and the run) resolve, without building the run.
+
+    Raises:
+        SetupError: the config's device does not exist here (as the run itself would report).
+    """
+    from trainers.pipeline import SetupError  # pipeline imports this module
+    from trainers.runtime import available_cpus, resolve_device
+
+    try:
+        device = resolve_device(config.device)
+    except ValueError as e:
+        raise SetupError(str(e)) from e
+    return hardware_key(hardware(device, config.num_threads or available_cpus()))
+
 
 def hardware(device: torch.device, threads: int) -> dict[str, Any]:
-    """What the costs were measured on: the key a multi-node calibration would use."""
+    """What the costs were measured on (`hardware_key` of it, without the host name, is the
+    node type a table holds for)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:

@@ -1,9 +1,16 @@
-"""`<experiment>/calibration.json`: the step-cost table a search's trials price their steps with.
+"""`<experiment>/calibration.json`: the step-cost tables a search's trials price their steps with.
 
-Measured before the first trial, while nothing else runs, for the space's model, data, batch
-size, precision and the per-trial threads (`trainers.calibrate`), in a Ray task holding one
-trial's resources (so on a cluster it runs on a node with the trial's GPU, not on the driver);
-reused as is on `--resume` so every trial of an experiment is priced with one table.
+One table per node type (`trainers.calibrate.hardware_key`: CPU model, threads, device type, GPU
+name; not the host name), each measured before the first trial, while nothing else runs, for
+the space's model, data, batch size, precision and the per-trial threads, in a Ray task
+holding one trial's resources pinned to a node of that type (`tune_app.orchestrate`). A
+cluster of identical nodes is calibrated once. Tables are reused on `--resume`; a node type
+that appeared since (a node that joined the cluster) is calibrated then, before any trial runs.
+
+A trial prices its steps with its own node's table (`table_for`). One that lands on a node type
+with no table (a node that joined while the search ran) fails with a message saying so,
+rather than borrow another type's prices: the next `--resume` calibrates that type for the
+trials after it.
 """
 
 from __future__ import annotations
@@ -15,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import SearchSpace
-from trainers import TrialConfig
+from trainers import SetupError, TrialConfig
 from trainers.calibrate import Calibration, calibrate
 
 CALIBRATION_FILE = "calibration.json"
+# 1: one table, for the node it was measured on; 2: one table per node type ("by_hardware").
+FILE_VERSION = 2
+
+Tables = dict[str, dict[str, float]]  # node type (hardware key) -> seconds per step kind
 
 
 def choices(space: SearchSpace, name: str) -> list[Any]:
@@ -51,34 +62,119 @@ def calibration_config(fixed: dict[str, Any]) -> TrialConfig:
     return TrialConfig.from_dict({**fixed, "pipeline": "mixtraining"})
 
 
-def write_calibration(calibration: Calibration, path: Path) -> None:
+def write_calibrations(calibrations: dict[str, Calibration], path: Path) -> None:
+    """All tables, atomically (a crash leaves the old file or the new one, never half)."""
+    by_hardware = {key: calibrations[key].to_dict() for key in sorted(calibrations)}
+    data = {"version": FILE_VERSION, "by_hardware": by_hardware}
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def read_calibration(path: Path) -> Calibration:
+def parse_calibrations(data: dict[str, Any]) -> dict[str, Calibration]:
+    """The tables of a calibration.json, by node type; a version-1 file is its one table, under
+    the node type its recorded hardware names."""
+    version = data.get("version")
+    if version == 1:
+        one = Calibration.from_dict(data)
+        return {one.key: one}
+    if version != FILE_VERSION:
+        raise ValueError(f"version {version!r}; this tune-app reads versions 1 and {FILE_VERSION}")
+    found = {key: Calibration.from_dict(c) for key, c in data["by_hardware"].items()}
+    for key, c in found.items():
+        if key != c.key:  # a hand-edited file: prices would go to the wrong node type
+            raise ValueError(f"by_hardware.{key!r} holds a table measured on {c.key!r}")
+    return found
+
+
+def read_calibrations(path: Path) -> dict[str, Calibration]:
+    """The tables of `path` by node type.
+
+    Raises:
+        ValueError: not a calibration file this version reads (the message names the file).
+    """
     try:
-        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as e:
+        return parse_calibrations(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a readable step-cost calibration: {e}") from e
 
 
-def experiment_calibration(
+def node_types(keys: dict[str, str]) -> dict[str, str]:
+    """One node of each type: {node id: hardware key} -> {hardware key: first node id}."""
+    out: dict[str, str] = {}
+    for node in sorted(keys):
+        out.setdefault(keys[node], node)
+    return out
+
+
+Measure = Callable[..., list[Calibration]]  # (node ids, config, kinds[, steps]) -> one per node
+
+
+def experiment_calibrations(
     space: SearchSpace,
     fixed: dict[str, Any],
     experiment: Path,
+    types: dict[str, str],
+    measure: Measure,
     steps: int | None = None,
-    measure: Callable[..., Calibration] = calibrate,
-) -> Calibration:
-    """The experiment's calibration: read from `calibration.json` if present (a resumed
-    search), else measured now by `measure` (`trainers.calibrate.calibrate`, or the same run
-    where a trial would run: see `tune_app.orchestrate`) and written there."""
+    before: Callable[[list[str]], None] = lambda keys: None,
+) -> dict[str, Calibration]:
+    """The experiment's tables: those `calibration.json` holds (a resumed search), plus one
+    measured now by `measure` on a node of each type in `types` ({hardware key: node id}) that
+    has none yet (`before` gets their keys first); written back when anything was added."""
     path = experiment / CALIBRATION_FILE
-    if path.is_file():
-        return read_calibration(path)
+    have = read_calibrations(path) if path.is_file() else {}
+    todo = sorted(key for key in types if key not in have)
+    if not todo:
+        return have
+    before(todo)
     kwargs = {"steps": steps} if steps else {}
-    calibration = measure(calibration_config(fixed), space_step_kinds(space), **kwargs)
+    nodes = [types[key] for key in todo]
+    for calibration in measure(nodes, calibration_config(fixed), space_step_kinds(space), **kwargs):
+        have[calibration.key] = calibration  # under the type it was measured on
     experiment.mkdir(parents=True, exist_ok=True)
-    write_calibration(calibration, path)
-    return calibration
+    write_calibrations(have, path)
+    return have
+
+
+def tables(calibrations: dict[str, Calibration]) -> Tables:
+    return {key: c.table for key, c in calibrations.items()}
+
+
+def table_for(tables: Tables, key: str, node: str = "") -> dict[str, float]:
+    """The step costs of node type `key`.
+
+    Raises:
+        SetupError: no table for that type (the trial fails once, with this message, and is
+            not retried: another type's prices would be silently wrong).
+    """
+    if key in tables:
+        return tables[key]
+    where = f"node {node} " if node else "this node "
+    raise SetupError(
+        f"{where}is of a type with no step-cost table in {CALIBRATION_FILE}: {key!r} "
+        f"(calibrated: {sorted(tables)}). It probably joined the cluster after the search "
+        "started; `tune-app search --resume` calibrates it before any further trial runs."
+    )
+
+
+def run_calibration(
+    config: TrialConfig,
+    folder: Path,
+    steps: int,
+    warmup: int,
+    before: Callable[[], None] = lambda: None,
+) -> Tables:
+    """`tune-app train`'s tables: `<folder>/calibration.json`, with this machine's type
+    measured now (briefly, `steps` per kind; `before` is called first) if the file lacks it."""
+    from trainers.calibrate import config_step_kinds, run_hardware_key
+
+    path = folder / CALIBRATION_FILE
+    have = read_calibrations(path) if path.is_file() else {}
+    if run_hardware_key(config) not in have:
+        before()
+        calibration = calibrate(config, config_step_kinds(config), steps=steps, warmup=warmup)
+        have[calibration.key] = calibration
+        folder.mkdir(parents=True, exist_ok=True)  # the data loaded: the config is usable
+        write_calibrations(have, path)
+    return tables(have)

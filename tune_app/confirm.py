@@ -162,7 +162,7 @@ def phase_tuner(
     folder: str,
     configs: list[dict[str, Any]],
     wandb_mode: str,
-    costs: dict[str, float] | None,
+    costs: dict[str, dict[str, float]] | None,
 ) -> Any:
     """A Tuner over exactly `configs` (one trial each), in `folder` inside the experiment."""
     from ray import tune
@@ -206,7 +206,7 @@ def run_confirm(
     top_k: int,
     seeds: Sequence[int],
     wandb_mode: str,
-    costs: dict[str, float] | None,
+    costs: dict[str, dict[str, float]] | None,
 ) -> None:
     """Resume every unfinished confirm phase, then start one for what is left to confirm.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
@@ -29,6 +29,9 @@ from tune_app.searcher import build_searcher, experiment_study, reopen_in
 from tune_app.settings import UserInputError
 from tune_app.trial import trainable
 
+if TYPE_CHECKING:
+    from tune_app.calibration import Tables
+
 MAX_FAILURES = 2  # a crashed trial is retried from its last checkpoint this many times
 # Test-only: crash each trial once after epoch N (the marker file makes it "once").
 CRASH_AT_EPOCH_ENV, CRASH_MARKER_ENV = "TUNE_APP_TEST_CRASH_AT_EPOCH", "TUNE_APP_TEST_CRASH_MARKER"
@@ -43,44 +46,89 @@ def injected_fault() -> tuple[int, str] | None:
     return (int(at), marker) if at and marker else None
 
 
-def make_trainable(space: SearchSpace, step_costs: dict[str, float] | None = None) -> Any:
+def make_trainable(space: SearchSpace, step_costs: Tables | None = None) -> Any:
     fn = tune.with_parameters(
         trainable, fixed=fixed_settings(space), fault=injected_fault(), step_costs=step_costs
     )
     return tune.with_resources(fn, {"cpu": space.cpu, "gpu": space.gpu})
 
 
-def on_a_trial_slot(space: SearchSpace) -> Callable[..., Any]:
-    """`trainers.calibrate.calibrate`, run as a Ray task with one trial's resources: where a
-    trial would run (the driver of a cluster may have no GPU, or another CPU)."""
+def trial_nodes(space: SearchSpace) -> list[str]:
+    """Ids of the alive nodes whose resources can hold one trial (the others never run one)."""
+    return sorted(
+        n["NodeID"]
+        for n in ray.nodes()
+        if n.get("Alive")
+        and n["Resources"].get("CPU", 0) >= space.cpu
+        and n["Resources"].get("GPU", 0) >= space.gpu
+    )
+
+
+def pinned(node: str) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+
+
+def gather(refs: list[Any]) -> list[Any]:
+    """`ray.get`, raising a task's own error without Ray's wrapper."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, Exception):
+            raise e.cause from None
+        raise
+
+
+def probe_node_types(space: SearchSpace) -> dict[str, str]:
+    """{node id: hardware key} of every node a trial can run on, from a tiny task pinned to
+    each. It takes no CPU (it must not wait behind anything) but the trial's GPU share, so it
+    sees the device a trial would."""
+    from trainers.calibrate import run_hardware_key
+    from tune_app.calibration import calibration_config
+
+    config = calibration_config(fixed_settings(space))
+    task = ray.remote(num_cpus=0, num_gpus=space.gpu, max_retries=0)(run_hardware_key)
+    nodes = trial_nodes(space)
+    keys = gather([task.options(scheduling_strategy=pinned(n)).remote(config) for n in nodes])
+    return dict(zip(nodes, keys, strict=True))
+
+
+def on_trial_slots(space: SearchSpace) -> Callable[..., list[Any]]:
+    """`trainers.calibrate.calibrate` on each of the given nodes at once, as Ray tasks holding
+    one trial's resources: where a trial would run (the driver of a cluster may have no GPU, or
+    another CPU). Nodes of different types are different machines, so none slows another."""
     from trainers.calibrate import calibrate
 
     task = ray.remote(num_cpus=space.cpu, num_gpus=space.gpu, max_retries=0)(calibrate)
 
-    def measure(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return ray.get(task.remote(*args, **kwargs))
-        except ray.exceptions.RayTaskError as e:  # the task's own error, without Ray's wrapper
-            if isinstance(e.cause, Exception):
-                raise e.cause from None
-            raise
+    def measure(nodes: list[str], *args: Any, **kwargs: Any) -> list[Any]:
+        return gather([task.options(scheduling_strategy=pinned(n)).remote(*args, **kwargs)
+                       for n in nodes])  # fmt: skip
 
     return measure
 
 
-def step_costs(space: SearchSpace, experiment: Path) -> dict[str, float]:
-    """The experiment's step-cost table: calibrated now (before any trial runs, so nothing
-    else competes) or, on --resume, read back from calibration.json."""
-    from tune_app.calibration import CALIBRATION_FILE, experiment_calibration
+def step_costs(space: SearchSpace, experiment: Path) -> Tables:
+    """The experiment's step-cost tables by node type: one measured now for each node type of
+    the cluster without one (before any trial runs, so nothing else competes), the others read
+    back from calibration.json (--resume, tune-app confirm)."""
+    from tune_app.calibration import experiment_calibrations, node_types, tables
 
-    if not (experiment / CALIBRATION_FILE).is_file():
-        say("tune-app search: calibrating step costs (calibration.json)")
+    fixed = fixed_settings(space)
     try:
-        return experiment_calibration(
-            space, fixed_settings(space), experiment, measure=on_a_trial_slot(space)
-        ).table
-    except (SetupError, ValueError) as e:  # missing data, unreadable calibration.json
+        types = node_types(probe_node_types(space))
+        calibrations = experiment_calibrations(
+            space, fixed, experiment, types, on_trial_slots(space), before=calibrating
+        )
+    except (SetupError, ValueError) as e:  # missing data or device, unreadable calibration.json
         raise UserInputError(f"{space.source}: step-cost calibration: {e}") from e
+    return tables(calibrations)
+
+
+def calibrating(keys: list[str]) -> None:
+    say(f"tune-app search: calibrating step costs (calibration.json) for {len(keys)} node "
+        f"type(s): {'; '.join(keys)}")  # fmt: skip
 
 
 def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tune.Callback]:
@@ -103,7 +151,7 @@ def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tun
 
 
 def new_tuner(
-    space: SearchSpace, where: Location, wandb_mode: str, costs: dict[str, float] | None = None
+    space: SearchSpace, where: Location, wandb_mode: str, costs: Tables | None = None
 ) -> tune.Tuner:
     total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
     reporter = tune.CLIReporter(
@@ -176,6 +224,8 @@ def run_search(
             if resume
             else start_tuner(space, where, wandb_mode, costs)
         )
+        if resume:  # a confirm phase first started now must log as the search phase does
+            wandb_mode = restored_wandb_mode(tuner)
         tuner.fit()
         from tune_app.confirm import phase_folders, run_confirm, unfinished
 
@@ -196,16 +246,14 @@ def run_search(
             ray.shutdown()
 
 
-def start_tuner(
-    space: SearchSpace, where: Location, wandb_mode: str, costs: dict[str, float]
-) -> tune.Tuner:
+def start_tuner(space: SearchSpace, where: Location, wandb_mode: str, costs: Tables) -> tune.Tuner:
     write_space(space, where.local)
     where.upload(("space.yaml",))  # a remote experiment is resumable from its first moment
     say(f"tune-app search: {space.name} -> {where.ray}")
     return new_tuner(space, where, wandb_mode, costs)
 
 
-def restore_tuner(space: SearchSpace, where: Location, costs: dict[str, float]) -> tune.Tuner:
+def restore_tuner(space: SearchSpace, where: Location, costs: Tables) -> tune.Tuner:
     say(f"tune-app search: resuming {where.ray}")
     # The interrupted run's table is stale from now on: analyze/export read Ray's own files
     # while this run lives, and finish() writes the table anew.
@@ -220,6 +268,27 @@ def restore_tuner(space: SearchSpace, where: Location, costs: dict[str, float]) 
     )
     where.remove(results.TABLE)  # only once the restore worked: a failed one keeps the table
     return tuner
+
+
+def restored_wandb_mode(tuner: tune.Tuner) -> str:
+    """The W&B mode of a restored search: that of the `TrialLogger` Ray brought back from
+    `tuner.pkl` ("disabled" without one).
+
+    `--resume` takes no `--wandb`: the search phase logs through the restored callbacks, and a
+    confirm phase that starts in this session builds its own, which must match them (same mode,
+    so the confirm trials join the experiment's W&B group like a first run's would).
+    """
+    from tune_app.wandb_log import TrialLogger
+
+    internal = tuner._local_tuner  # Ray keeps the run config here (no public accessor)
+    run_config: Any = (
+        internal.get_run_config()
+        if internal is not None
+        # Ray client (ray://): the tuner lives in an actor on the cluster
+        else ray.get(tuner._remote_tuner.get_run_config.remote())  # type: ignore[union-attr]
+    )
+    found = [c for c in run_config.callbacks or () if isinstance(c, TrialLogger)]
+    return found[0].mode if found else "disabled"
 
 
 def close_stale_study_trials(experiment: Path) -> None:

@@ -60,7 +60,7 @@ def trial_row(
     row.update({m: last.get(m) for m in FINAL_METRICS})
     row.update({m: last.get(m) for m in ECONOMY_METRICS})
     row["gpu_mem_peak_gb"] = last.get("gpu_mem_peak_gb")  # the trial's GPU peak; None on a CPU
-    row.update({"node_id": last.get("node_id"), "gpu_ids": last.get("gpu_ids")})
+    row.update({k: last.get(k) for k in ("node_id", "node_type", "gpu_ids")})
     # Supervised epochs at the rung where search.scheduler stopped it; None if never stopped.
     row["stopped_at_rung"] = last.get(STOPPED_KEY)
     row["complete"] = (

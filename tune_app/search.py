@@ -53,8 +53,29 @@ def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
                 "count": space.num_samples,
                 "searched": sorted(space.parameters),
             }
-        ],
+        ]
+        + confirm_plan(space),
     }
+
+
+def confirm_plan(space: SearchSpace) -> list[dict[str, Any]]:
+    """The confirmation phase of `search.confirm`, as the dry-run lists it (none without it)."""
+    if not space.confirm_top_k or not space.confirm_seeds:
+        return []
+    return [
+        {
+            "pipeline": "mixtraining",
+            "role": "confirm",
+            "top_k": space.confirm_top_k,
+            "seeds": list(space.confirm_seeds),
+            # at most: fewer when fewer configurations complete than top_k
+            "count": space.confirm_top_k * len(space.confirm_seeds),
+            "when": "after the sampled trials end, as a second Ray phase of this command",
+            "told_to_optuna": False,
+            "chosen": "the top_k best single-seed MixTraining configurations (front first, "
+            "by hypervolume contribution), each re-run with every seed",
+        }
+    ]
 
 
 def check_data(space: SearchSpace) -> None:

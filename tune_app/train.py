@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
-from trainers.calibrate import calibrate, config_step_kinds
+from trainers.calibrate import run_hardware_key
 from trainers.pipeline import same_recipe
 from tune_app.checkpoints import CheckpointError, load_state
 from tune_app.claim import claim
@@ -105,17 +105,19 @@ def run_step_costs(
     config: TrialConfig, folder: Path, checkpoint: dict[str, Any] | None
 ) -> dict[str, float]:
     """Seconds per step kind for `calibrated_latency_s`: a brief calibration before training
-    (written to `<out>/calibration.json`), or, on --resume, that file again."""
-    from tune_app.calibration import CALIBRATION_FILE, read_calibration, write_calibration
+    (written to `<out>/calibration.json`), or, on --resume, that file's table for this
+    machine's node type (measured briefly now if the run resumes on another type)."""
+    from tune_app.calibration import CALIBRATION_FILE, run_calibration, table_for
 
     path = folder / CALIBRATION_FILE
-    if checkpoint is not None and path.is_file():
-        return read_calibration(path).table
-    print("tune-app train: calibrating step costs briefly", file=sys.stderr)
-    calibration = calibrate(config, config_step_kinds(config), steps=BRIEF_STEPS, warmup=2)
-    folder.mkdir(parents=True, exist_ok=True)  # the data loaded: the config is usable
-    write_calibration(calibration, path)
-    return calibration.table
+    if checkpoint is None and path.is_file():
+        path.unlink()  # a fresh run measures afresh
+
+    def notice() -> None:
+        print("tune-app train: calibrating step costs briefly", file=sys.stderr)
+
+    tables = run_calibration(config, folder, steps=BRIEF_STEPS, warmup=2, before=notice)
+    return table_for(tables, run_hardware_key(config))
 
 
 def train_command(

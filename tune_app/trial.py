@@ -25,8 +25,10 @@ import torch
 from ray import tune
 
 from trainers import ConfigError, NonFiniteLossError, SetupError, TrialConfig, plan_for, run
+from trainers.calibrate import run_hardware_key
 from trainers.runtime import resolve_device
 from trainers.ssl_cache import SSLCache
+from tune_app.calibration import table_for
 from tune_app.checkpoints import CheckpointError, load_state
 
 STATE_FILE = "state.pt"
@@ -133,10 +135,11 @@ def trainable(
     suggested: dict[str, Any],
     fixed: dict[str, Any],
     fault: tuple[int, str] | None = None,
-    step_costs: dict[str, float] | None = None,
+    step_costs: dict[str, dict[str, float]] | None = None,
 ) -> None:
     """Ray function trainable; `fixed`, `fault` and `step_costs` (the experiment's calibrated
-    seconds per step kind) come through `tune.with_parameters`."""
+    seconds per step kind, one table per node type: `tune_app.calibration`) come through
+    `tune.with_parameters`."""
     # Ray logs "Checkpoint successfully created" per epoch per trial at INFO: noise here.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     record = failure_record()
@@ -153,16 +156,20 @@ def run_trial(
     suggested: dict[str, Any],
     fixed: dict[str, Any],
     fault: tuple[int, str] | None,
-    step_costs: dict[str, float] | None,
+    step_costs: dict[str, dict[str, float]] | None,
 ) -> None:
     """One attempt: build the config, resume from Ray's checkpoint if any, train, report."""
     config = trial_config(fixed, suggested)
     planned = sum(epochs for _, epochs in plan_for(config))
+    node = ray.get_runtime_context().get_node_id()
+    node_type = run_hardware_key(config)  # this node's, as the trial runs: its table's key
+    costs = None if step_costs is None else table_for(step_costs, node_type, node)
     tags = {
         "pipeline": config.pipeline,
         "seed": config.seed,
         "epochs_planned": planned,
-        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_id": node,
+        "node_type": node_type,
         "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
     }
 
@@ -176,4 +183,4 @@ def run_trial(
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, restored_state(), step_costs, ssl_cache())
+    run(config, report, restored_state(), costs, ssl_cache())
