@@ -45,3 +45,17 @@ def test_calibration_records_its_clock_and_the_neighbours_load() -> None:
     cal = calibrate(config, {"sl"}, steps=2, warmup=1)
     assert cal.settings["clock"] == "thread_cpu"
     assert cal.settings["others_busy_cpus"] >= 0.0
+
+
+def test_a_calibration_beside_busy_neighbours_is_warned_about() -> None:
+    from trainers.calibrate import Calibration
+    from tune_app.calibration import busy_warnings
+
+    def cal(busy: float | None) -> Calibration:
+        hw = {"cpu": "x", "threads": 1, "device": "cpu"}
+        settings = {"clock": "thread_cpu", "others_busy_cpus": busy}
+        return Calibration({"sl": 0.1}, {}, 1, 2, settings, hw, "2")
+
+    assert busy_warnings({"quiet": cal(0.1), "old file": cal(None)}) == []
+    [warning] = busy_warnings({"quiet": cal(0.1), "node type x": cal(1.2)})
+    assert "1.2 CPUs" in warning and "node type x" in warning

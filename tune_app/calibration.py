@@ -178,3 +178,27 @@ def run_calibration(
         folder.mkdir(parents=True, exist_ok=True)  # the data loaded: the config is usable
         write_calibrations(have, path)
     return tables(have)
+
+
+BUSY_WARNING = 0.5  # CPUs' worth of other processes' time while calibrating that is worth a word
+
+
+def busy_warnings(calibrations: dict[str, Calibration]) -> list[str]:
+    """A warning per table measured while other processes kept the machine busy.
+
+    Calibration times one-thread CPU steps by CPU time, so waiting for a core does not count;
+    but a memory-hungry neighbour on another core still slows each step through the shared
+    cache and memory bus (a vit_micro MIX step by about 7%, docs/benchmarks.md).
+    """
+    out = []
+    for key, cal in calibrations.items():
+        busy = cal.settings.get("others_busy_cpus")
+        if busy is not None and busy >= BUSY_WARNING:
+            out.append(
+                f"warning: other processes used {busy:.1f} CPUs while the step costs of {key} "
+                "were calibrated; a busy neighbour can make every calibrated_latency_s read a "
+                "few percent high. Configurations of this experiment share the table, so they "
+                "still compare fairly; for costs comparable across experiments, calibrate on a "
+                "quiet machine"
+            )
+    return out

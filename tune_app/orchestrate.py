@@ -113,7 +113,7 @@ def step_costs(space: SearchSpace, experiment: Path) -> Tables:
     """The experiment's step-cost tables by node type: one measured now for each node type of
     the cluster without one (before any trial runs, so nothing else competes), the others read
     back from calibration.json (--resume, tune-app confirm)."""
-    from tune_app.calibration import experiment_calibrations, node_types, tables
+    from tune_app.calibration import busy_warnings, experiment_calibrations, node_types, tables
 
     fixed = fixed_settings(space)
     try:
@@ -123,6 +123,8 @@ def step_costs(space: SearchSpace, experiment: Path) -> Tables:
         )
     except (SetupError, ValueError) as e:  # missing data or device, unreadable calibration.json
         raise UserInputError(f"{space.source}: step-cost calibration: {e}") from e
+    for warning in busy_warnings(calibrations):
+        say(f"tune-app search: {warning}")
     return tables(calibrations)
 
 
