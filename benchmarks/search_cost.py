@@ -41,7 +41,7 @@ from benchmarks.common import build, fake_batch
 from benchmarks.flops import per_image_gflops
 from benchmarks.gpu_memory import SPACES as GPU_SPACES
 from benchmarks.report import markdown_table
-from search_spaces import SearchSpace, load_space
+from search_spaces import SearchSpace, SpaceError, load_space
 from trainers import TrialConfig, run
 from trainers.calibrate import calibrate
 from trainers.pipeline import Trainer, plan_for
@@ -51,7 +51,7 @@ from tune_app.calibration import calibration_config, read_calibration, space_ste
 from tune_app.confirm import rank_points
 from tune_app.driver import fixed_settings
 from tune_app.searcher import make_sampler, optuna_space
-from tune_app.settings import parse_set
+from tune_app.settings import UserInputError, parse_set
 
 FINAL = ("val_accuracy", "test_accuracy", "train_latency_s", "calibrated_latency_s")
 PAPER_SPACES = ("vit_tiny_cifar10", "vit_tiny_tinyimagenet", "resnet18_cifar10")
@@ -354,6 +354,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calibration-steps", type=int, default=15)
     p.add_argument("--paper-spaces", nargs="*", default=list(PAPER_SPACES),
                    help="spaces to project (none: skip the projection)")  # fmt: skip
+    p.add_argument("--projection-only", action="store_true",
+                   help="print only the paper-scale projection (no training)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -375,10 +377,23 @@ def step_costs(space: SearchSpace, args: argparse.Namespace) -> dict[str, float]
     return calibrate(config, space_step_kinds(space), steps=args.calibration_steps).table
 
 
+def print_projection(names: list[str]) -> None:
+    print("\nProjection at paper scale:\n")
+    print(markdown_table(PROJECTION_HEADER, project(names)))
+    print("\n" + PROJECTION_NOTE)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    space = space_from(args)
-    costs = step_costs(space, args)
+    if args.projection_only:
+        print_projection(args.paper_spaces)
+        return 0
+    try:
+        space = space_from(args)
+        costs = step_costs(space, args)
+    except (SpaceError, ValueError, UserInputError) as e:  # bad space, override or calibration
+        print(f"search_cost: {e}", file=sys.stderr)
+        return 2
     sampled = sample_configs(space, space.num_samples)
     with tempfile.TemporaryDirectory(prefix="search-cost-") as tmp:
         off = run_arm(space, sampled, costs, False, Path(tmp))
@@ -390,9 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(TRIAL_HEADER, rows) + "\n")
     print(markdown_table(TOTAL_HEADER, total_rows(totals(off), totals(on))))
     if args.paper_spaces:
-        print("\nProjection at paper scale:\n")
-        print(markdown_table(PROJECTION_HEADER, project(args.paper_spaces)))
-        print("\n" + PROJECTION_NOTE)
+        print_projection(args.paper_spaces)
     return 0 if all(r[3] == "yes" for r in rows) else 1
 
 

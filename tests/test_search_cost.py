@@ -138,3 +138,10 @@ def test_both_arms_end_equal_and_the_on_arm_reuses_as_predicted(tmp_path: Path) 
     assert all(row[3] == "yes" for row in trial_rows(off, on, predicted))
     ratio = total_rows(totals(off), totals(on))[-1]
     assert ratio[0] == "on / off" and float(ratio[2]) < 1
+
+
+def test_an_unknown_space_exits_2_before_anything_runs(tmp_path: Path, capsys) -> None:
+    from benchmarks.search_cost import main
+
+    assert main(["--space", str(tmp_path / "missing.yaml"), "--paper-spaces"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
