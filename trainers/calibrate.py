@@ -106,7 +106,8 @@ def step_clock(device: torch.device, threads: int) -> tuple[str, Callable[[], fl
     A one-thread CPU step runs wholly in the calling thread, so its CPU time equals its wall
     time on an idle machine, but unlike the wall clock it does not count the time the thread
     waited while other processes had the core: with three CPU-bound processes on 2 cores the
-    wall-clock median of a vit_micro step doubled and the CPU-time median moved by under 10%.
+    wall-clock median of a vit_micro MIX step rose by 130% and the CPU-time median by 17%
+    (`benchmarks/calibration_replication.py`; docs/benchmarks.md).
     Several threads, or a GPU, leave the calling thread idle for part of a step: wall clock.
     """
     if device.type == "cpu" and threads == 1:
