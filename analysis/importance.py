@@ -14,7 +14,7 @@ optuna is imported inside the functions, so importing `analysis` stays cheap.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -31,6 +31,18 @@ MIN_TRIALS = 20
 FANOVA_SEED = 0  # the random forest is seeded so the same experiment gives the same numbers
 # PED-ANOVA scores the top quantile of trials; its docs advise at least 5 trials in it.
 PED_ANOVA_TOP_TRIALS = 5
+# Knobs the space's fixed settings leave unread: knob -> (setting, its default in
+# trainers.config.TrialConfig, values that make the knob inert, why). `lam` weighs SSL images
+# mixed into MIX batches, and `ssl_source: same` mixes none (the only place trainers/ reads
+# `lam` is the MIX batch draw, which skips it then).
+INERT_WHEN = {
+    "lam": (
+        "ssl_source",
+        "same",
+        {"same"},
+        "`ssl_source: same` mixes no SSL image into MIX batches, so `lam` is never read",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Importance:
     n_trials: int
     values: dict[str, dict[str, dict[str, float]]]
     note: str | None
+    inert: dict[str, str] = field(default_factory=dict)  # knob -> why it cannot act here
 
     @property
     def primary(self) -> dict[str, dict[str, float]]:
@@ -172,8 +185,32 @@ def too_few_note(n_trials: int, n_params: int) -> str | None:
     return None
 
 
+def inert_knobs(
+    params: list[str], parameters: dict[str, dict[str, Any]], trainer: dict[str, Any]
+) -> dict[str, str]:
+    """Searched knobs that the space's fixed settings leave unread, with the reason.
+
+    A knob is inert when the setting it depends on is fixed (not searched) at a value that
+    never reads it; its measured share is then what noise and the sampler's choices give a
+    knob that does nothing, the bar any other knob's share must clear.
+    """
+    out = {}
+    for knob in params:
+        rule = INERT_WHEN.get(knob)
+        if rule is None or rule[0] in parameters:
+            continue
+        setting, default, values, why = rule
+        if trainer.get(setting, default) in values:
+            out[knob] = why
+    return out
+
+
 def param_importance(
-    mix: pd.DataFrame, parameters: dict[str, dict[str, Any]], metrics: list[str], goals: list[str]
+    mix: pd.DataFrame,
+    parameters: dict[str, dict[str, Any]],
+    metrics: list[str],
+    goals: list[str],
+    trainer: dict[str, Any] | None = None,
 ) -> Importance:
     """Importance of each searched knob for each objective, by fANOVA and PED-ANOVA.
 
@@ -181,19 +218,22 @@ def param_importance(
         mix: the complete MixTraining trials (knob columns and objective columns).
         parameters: the space's `parameters` block.
         metrics: the objectives' metric names; goals: maximize | minimize for each.
+        trainer: the space's fixed `trainer` settings, to name the knobs they leave inert.
     """
     dists = searched(distributions(parameters))
     note = too_few_note(len(mix), len(dists))
-    empty = Importance(list(dists), list(metrics), len(mix), {}, note)
+    inert = inert_knobs(list(dists), parameters, trainer or {})
+    empty = Importance(list(dists), list(metrics), len(mix), {}, note, inert)
     if len(mix) < 2 or not dists:
         return empty
     try:
         study = build_study(mix, dists, metrics, goals)
     except ValueError as e:  # e.g. space.yaml edited after the search: say so, keep the rest
-        return Importance(list(dists), list(metrics), len(mix), {}, f"Importance skipped: {e}")
+        skipped = f"Importance skipped: {e}"
+        return Importance(list(dists), list(metrics), len(mix), {}, skipped, inert)
     pairs = list(enumerate(zip(metrics, goals, strict=True)))
     values = {name: {m: evaluate(study, name, i, g) for i, (m, g) in pairs} for name in EVALUATORS}
-    return Importance(list(dists), list(metrics), len(mix), values, note)
+    return Importance(list(dists), list(metrics), len(mix), values, note, inert)
 
 
 def importance_json(imp: Importance) -> dict[str, Any]:
@@ -205,6 +245,7 @@ def importance_json(imp: Importance) -> dict[str, Any]:
         "trials": imp.n_trials,
         "min_trials": MIN_TRIALS,
         "note": imp.note,
+        "inert": imp.inert,
     }
     return {"importance": imp.primary, "importance_detail": detail}
 
@@ -237,4 +278,12 @@ def importance_markdown(imp: Importance) -> list[str]:
         ]
         headers = ["rank", "knob", *(names.get(e, e) for e in imp.values)]
         lines += [f"### `{metric}`", "", md_table(headers, rows), ""]
+    for knob, why in imp.inert.items():
+        shares = ", ".join(f"{imp.values[PRIMARY][m][knob]:.3f} for `{m}`" for m in imp.objectives)
+        lines += [
+            f"**`{knob}` cannot act in this space**: {why}. Its fANOVA share ({shares}) is what "
+            "noise and the sampler's choices give a knob that does nothing: read another "
+            "knob's share as a finding only when it stands well above that.",
+            "",
+        ]
     return lines

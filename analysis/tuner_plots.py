@@ -151,7 +151,8 @@ def tuner_plots(analysis: Analysis) -> TunerPlots:
     dists = searched(distributions(parameters))
     knobs = [k for k in dists if k in analysis.mix]
     choices = {k: list(d.choices) for k, d in dists.items() if hasattr(d, "choices")}
-    importance = param_importance(analysis.mix, parameters, exp.metrics, exp.goals)
+    trainer = exp.space.get("trainer") or {}
+    importance = param_importance(analysis.mix, parameters, exp.metrics, exp.goals, trainer)
     return TunerPlots(
         knobs,
         importance,

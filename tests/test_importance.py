@@ -17,6 +17,7 @@ from analysis.importance import (
     PRIMARY,
     distributions,
     importance_json,
+    importance_markdown,
     param_importance,
 )
 from analysis.tuner_plots import FINISH_ORDER, TABLE_ORDER, tuner_plots
@@ -195,3 +196,40 @@ def test_importing_analysis_loads_no_optuna_plotly_or_matplotlib() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("trainer", "parameters", "inert"),
+    [
+        ({"ssl_source": "same"}, PARAMETERS, ["lam"]),
+        ({}, PARAMETERS, ["lam"]),  # `same` is TrialConfig's default
+        ({"ssl_source": "unlabeled"}, PARAMETERS, []),
+        ({}, {**PARAMETERS, "ssl_source": {"values": ["same", "unlabeled"]}}, []),  # searched
+    ],
+)
+def test_a_knob_the_fixed_settings_leave_unread_is_named_inert(trainer, parameters, inert):
+    mix = synthetic(30)
+    mix["ssl_source"] = ["same", "unlabeled"] * 15  # read only where the space searches it
+    imp = param_importance(mix, parameters, METRICS, GOALS, trainer)
+    assert list(imp.inert) == inert
+    assert importance_json(imp)["importance_detail"]["inert"] == imp.inert
+    text = "\n".join(importance_markdown(imp))
+    assert ("**`lam` cannot act in this space**" in text) == bool(inert)
+
+
+def test_lam_is_really_unread_under_ssl_source_same() -> None:
+    """The rule above, checked on the trainer: two runs differing only in `lam` end identical
+    with `ssl_source: same`, and differ when SSL images are mixed in."""
+    from helpers import TINY_RUN
+
+    from trainers import TrialConfig, run
+
+    def final(source: str, lam: float) -> dict:
+        config = TrialConfig.from_dict({**TINY_RUN, "ssl_source": source, "lam": lam, "seed": 3})
+        return run(config, lambda metrics, state: None)
+
+    same = [final("same", lam) for lam in (0.3, 0.9)]
+    assert same[0]["val_accuracy"] == same[1]["val_accuracy"]
+    assert same[0]["loss_sl"] == same[1]["loss_sl"]
+    mixed = [final("unlabeled", lam) for lam in (0.3, 0.9)]
+    assert mixed[0]["loss_sl"] != mixed[1]["loss_sl"]
