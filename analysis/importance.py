@@ -153,6 +153,11 @@ def evaluate(study: Any, evaluator: str, index: int, goal: str) -> dict[str, flo
     import optuna
 
     sign = -1.0 if goal == "maximize" else 1.0  # PED-ANOVA assumes lower is better
+    values = [t.values[index] for t in study.trials]
+    if max(values) == min(values):
+        # A constant objective (e.g. every trial took the same steps, so the same calibrated
+        # cost): no knob moves it, and fANOVA refuses to fit zero variance.
+        return dict.fromkeys(study.trials[0].distributions, 0.0)
     with warnings.catch_warnings():
         # Both warnings restate what this module documents: the target is lower-is-better,
         # and the raw (unnormalised) values are taken on purpose, to keep all-zero at zero.

@@ -233,3 +233,15 @@ def test_lam_is_really_unread_under_ssl_source_same() -> None:
     assert same[0]["loss_sl"] == same[1]["loss_sl"]
     mixed = [final("unlabeled", lam) for lam in (0.3, 0.9)]
     assert mixed[0]["loss_sl"] != mixed[1]["loss_sl"]
+
+
+def test_an_objective_every_trial_shares_has_no_driver_and_no_crash() -> None:
+    """Small searches can give every trial the same calibrated cost (same step counts);
+    fANOVA raises on zero variance, which crashed the importance of a 30-trial search's
+    subsets."""
+    mix = synthetic(12)
+    mix["train_latency_s"] = 42.83
+    imp = param_importance(mix, PARAMETERS, METRICS, GOALS)
+    for evaluator in ("fanova", "ped_anova"):
+        assert set(imp.values[evaluator]["train_latency_s"].values()) == {0.0}
+        assert sum(imp.values[evaluator]["val_accuracy"].values()) == pytest.approx(1.0)
