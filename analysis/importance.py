@@ -21,12 +21,10 @@ import pandas as pd
 
 EVALUATORS = ("fanova", "ped_anova")
 PRIMARY = "fanova"  # what summary.json's `importance` holds; PED-ANOVA goes beside it
-# Below this many complete MixTraining trials the rankings are mostly noise. Measured on the
-# reference default search (12 trials; benchmarks/importance_stability.py, numbers in
-# docs/benchmarks.md): random subsets ranked the latency knobs like the full search from about
-# 10 trials, but the accuracy ranking disagreed at every subset size up to 11, and the inert
-# `lam` still took 15-18% by fANOVA over all 12. So the bar is above 12; 20 is a round number
-# above what could be tested, not a measured point.
+# Below this many complete MixTraining trials the rankings are mostly noise. Measured on real
+# default searches (benchmarks/importance_stability.py, docs/benchmarks.md): on 30 trials,
+# random subsets rank the cost knobs like the whole search from 12 trials, and the inert `lam`
+# falls to 0.01 of the cost at 20; on 12 trials the accuracy ranking disagreed at every size.
 MIN_TRIALS = 20
 FANOVA_SEED = 0  # the random forest is seeded so the same experiment gives the same numbers
 # PED-ANOVA scores the top quantile of trials; its docs advise at least 5 trials in it.
