@@ -43,11 +43,17 @@ from benchmarks.gpu_memory import SPACES as GPU_SPACES
 from benchmarks.report import markdown_table
 from search_spaces import SearchSpace, SpaceError, load_space
 from trainers import TrialConfig, run
-from trainers.calibrate import calibrate
+from trainers.calibrate import calibrate, run_hardware_key
 from trainers.pipeline import Trainer, plan_for
 from trainers.ssl_cache import MIX_ONWARD, SSLCache
 from trainers.steps import flop_counter, step_loss
-from tune_app.calibration import calibration_config, read_calibration, space_step_kinds
+from tune_app.calibration import (
+    calibration_config,
+    read_calibrations,
+    space_step_kinds,
+    table_for,
+    tables,
+)
 from tune_app.confirm import rank_points
 from tune_app.driver import fixed_settings
 from tune_app.searcher import make_sampler, optuna_space
@@ -370,10 +376,11 @@ def space_from(args: argparse.Namespace) -> SearchSpace:
 
 
 def step_costs(space: SearchSpace, args: argparse.Namespace) -> dict[str, float]:
-    """Seconds per step kind: read from `--calibration`, or measured as a search measures them."""
-    if args.calibration is not None:
-        return read_calibration(args.calibration).table
+    """Seconds per step kind: this node type's table in `--calibration` (a search's
+    calibration.json), or measured as a search measures them."""
     config = calibration_config(fixed_settings(space))
+    if args.calibration is not None:
+        return table_for(tables(read_calibrations(args.calibration)), run_hardware_key(config))
     return calibrate(config, space_step_kinds(space), steps=args.calibration_steps).table
 
 
