@@ -299,7 +299,7 @@ def reading(result: tuple[float, float] | None, p_holm: float | None) -> str:
     if diff == 0:
         return f"no difference (p = {p:.3f})"
     way = "higher" if diff > 0 else "lower"
-    verdict = "holds" if p_holm < P_LEVEL else "not significant"
+    verdict = "significant" if p_holm < P_LEVEL else "not significant"
     return f"{way} by {diff * 100:+.2f} points (p = {p:.3f}, Holm {p_holm:.3f}: {verdict})"
 
 
@@ -359,12 +359,13 @@ def render(doc: dict[str, Any], tables: list[int], notes: str = "") -> str:
     readings = read_checks(doc, chosen)
     meta, planned = doc["meta"], doc["meta"].get("planned", [])
     missing = [n for n in planned if n not in doc["runs"]]
-    status = (
-        f"**PARTIAL: {len(planned) - len(missing)} of {len(planned)} runs finished**; "
-        "cells with fewer seeds than planned are marked by their seed count."
-        if missing
-        else f"Complete: {len(doc['runs'])} runs."
-    )
+    if missing:
+        status = (
+            f"**PARTIAL: {len(planned) - len(missing)} of {len(planned)} runs finished**; "
+            "the seeds column shows how many each cell has."
+        )
+    else:
+        status = f"Complete: {len(doc['runs'])} runs." if doc["runs"] else "No runs yet."
     cpu = sum(r["cpu_s"] for r in doc["runs"].values())
     head = [
         "# MixTraining's ablation tables at CPU scale",
@@ -374,7 +375,7 @@ def render(doc: dict[str, Any], tables: list[int], notes: str = "") -> str:
         f"Command: `{meta.get('command', '')}` at commit `{meta.get('commit', '')}`, "
         f"started {meta.get('started', '')}, last run {meta.get('updated', '')}. "
         f"Rendered with `python -m benchmarks.paper_tables --results RESULTS --no-run "
-        f"--write-doc docs/paper.md`.",
+        f"--write-doc docs/paper.md` at commit `{commit()}`.",
         "",
         status,
         "",

@@ -72,7 +72,7 @@ def test_reading_says_which_way_and_whether_seeds_support_it() -> None:
     )
     readings = pt.read_checks(doc, [t for t in pt.TABLES if t.number == 11])
     assert readings[("mix_linear", "mix")].startswith("higher by +10.00 points")
-    assert readings[("mix_linear", "mix")].endswith("holds)")
+    assert readings[("mix_linear", "mix")].endswith(": significant)")
     assert readings[("mix_cosine", "mix")].endswith("not significant)")
     assert readings[("mix", "ssl_sl")] == "too few seeds to test"
 
@@ -97,6 +97,7 @@ def test_render_marks_partial_runs_and_missing_paper_numbers() -> None:
     assert "| alpha 0.5 | 2 | 70.50 ± 0.71 |" in text
     complete = pt.render(fake_doc({"mix": [0.7, 0.71]}), [11])
     assert "Complete: 2 runs." in complete and "PARTIAL" not in complete
+    assert "No runs yet." in pt.render({"settings": {}, "meta": {}, "runs": {}}, ALL)
 
 
 def test_rewrite_keeps_the_hand_written_notes(tmp_path: Path) -> None:
