@@ -29,9 +29,9 @@ RAY_ENV = {
     # default 0.5 s "slow callback" warning would repeat that for every trial.
     "TUNE_WARN_THRESHOLD_S": "5",
     # Ray starts its workers at niceness 15, so every trial (and the step-cost calibration)
-    # yields to any ordinary process on the machine: one busy core made trials several times
-    # slower. Trials run at the priority the user gave `tune-app search` instead (`nice
-    # tune-app search` still lowers them). Only a Ray this driver starts reads it.
+    # yields the CPU to any ordinary process on the machine. Trials run at the priority the
+    # user gave `tune-app search` instead (`nice tune-app search` still lowers them). Only a
+    # Ray this driver starts reads it.
     "RAY_worker_niceness": "0",
 }
 PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
