@@ -119,7 +119,8 @@ class OthersBusy:
     """CPUs' worth of time that other processes used while the block ran (Linux; else None).
 
     What a calibration cannot exclude by its clock: a memory-hungry neighbour on another core
-    slows each step through the shared cache and memory bus (a vit_micro MIX step, 7%).
+    slows each step through the shared cache and memory bus (by up to 3% of CPU time, 6% of wall
+    time, in docs/benchmarks.md).
     """
 
     def __enter__(self) -> OthersBusy:

@@ -188,7 +188,7 @@ def busy_warnings(calibrations: dict[str, Calibration]) -> list[str]:
 
     Calibration times one-thread CPU steps by CPU time, so waiting for a core does not count;
     but a memory-hungry neighbour on another core still slows each step through the shared
-    cache and memory bus (a vit_micro MIX step by about 7%, docs/benchmarks.md).
+    cache and memory bus (up to 3% of CPU time in docs/benchmarks.md).
     """
     out = []
     for key, cal in calibrations.items():
