@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=TOLERANCE)
     args = parser.parse_args(argv)
     runs = [args.a, args.b]
+    for run in runs:
+        for need in ("trials.parquet", "analysis/summary.json"):
+            if not (run / need).is_file():
+                print(f"{run}: no {need} (a finished search, then `tune-app analyze {run}`)",
+                      file=sys.stderr)  # fmt: skip
+                return 2
     configs = [per_config(pd.read_parquet(p / "trials.parquet")) for p in runs]
     summaries = [json.loads((p / "analysis" / "summary.json").read_text()) for p in runs]
     both = compare(*configs, tolerance=args.tolerance)
