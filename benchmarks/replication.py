@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
     configs = [per_config(pd.read_parquet(p / "trials.parquet")) for p in runs]
     summaries = [json.loads((p / "analysis" / "summary.json").read_text()) for p in runs]
-    both = compare(*configs, tolerance=args.tolerance)
+    both = compare(configs[0], configs[1], tolerance=args.tolerance)
     print("\n".join(table(both)))
     ok = bool(both["within"].all())
     print(
