@@ -31,16 +31,17 @@ E2E_REPEATS = {"vit_tiny": 1}  # its runs take minutes each on a CPU
 
 
 def step_costs(config: TrialConfig, repeats: int) -> dict[str, float]:
-    """Median seconds of each step kind; `mix` is the full pass, `mix_masked` the masked one."""
+    """Median seconds of each step kind; `mix` is the full pass, `mix_masked` the masked one,
+    `ssl_full` the all-token SSL step (`ssl_pass: full`)."""
     rt = resolve_runtime(config)
     splits = Trainer(config, rt).splits
     size, chans = splits.image_size, splits.in_chans
     dev = str(rt.device)
     batch = fake_batch(config.batch_size, chans, size, device=dev)
 
-    def model(mix_pass: str = "full"):
+    def model(mix_pass: str = "full", ssl_pass: str = "masked"):
         m = build(config.model, size, chans, device=dev)
-        m.mix_pass, m.mix_mask_ratio = mix_pass, config.mix_mask_ratio
+        m.mix_pass, m.mix_mask_ratio, m.ssl_pass = mix_pass, config.mix_mask_ratio, ssl_pass
         return m
 
     costs = {
@@ -50,14 +51,21 @@ def step_costs(config: TrialConfig, repeats: int) -> dict[str, float]:
     costs["mix_masked"] = median_seconds(
         train_step_fn(model("masked"), "mix", batch, rt.bf16), repeats, device=dev
     )
+    costs["ssl_full"] = median_seconds(
+        train_step_fn(model(ssl_pass="full"), "ssl", batch, rt.bf16), repeats, device=dev
+    )
     costs["decoder"] = median_seconds(decoder_step_fn(model(), batch, rt.bf16), repeats, device=dev)
     return costs
 
 
 def predicted_latency(config: TrialConfig, costs: dict[str, float]) -> float:
     trainer = Trainer(config, resolve_runtime(config))
-    mix = "mix_masked" if config.mix_pass == "masked" else "mix"
-    return sum(costs[mix if p == "mix" else p] * trainer.data.steps(p) for p in trainer.phases)
+    kind = {
+        "mix": "mix_masked" if config.mix_pass == "masked" else "mix",
+        "ssl": "ssl_full" if config.ssl_pass == "full" else "ssl",
+        "sl": "sl",
+    }
+    return sum(costs[kind[p]] * trainer.data.steps(p) for p in trainer.phases)
 
 
 def measure(configs: dict[str, TrialConfig], repeats: int) -> dict[str, float]:
@@ -82,6 +90,8 @@ STEP_HEADER = [
     "MIX full / (SSL+SL)",
     "MIX full / (SL+decoder)",
     "MIX masked / SL",
+    "SSL full s",
+    "MIX full / (SSL full+SL)",
 ]
 RATIO_HEADER = [
     "model",
@@ -93,6 +103,10 @@ RATIO_HEADER = [
     "full / SSL+SL measured",
     "masked / SSL+SL predicted",
     "masked / SSL+SL measured",
+    "SSL+SL (SSL full) s",
+    "Mix full (SSL full) s",
+    "SSL full: Mix / SSL+SL predicted",
+    "SSL full: Mix / SSL+SL measured",
 ]
 
 
@@ -112,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
             "ssl_sl": full.replace(pipeline="ssl_sl"),
             "full": full,
             "masked": full.replace(mix_pass="masked"),
+            # ssl_pass full: the paper's likely all-token SSL phase, in both pipelines
+            "ssl_sl_fullssl": full.replace(pipeline="ssl_sl", ssl_pass="full"),
+            "full_fullssl": full.replace(ssl_pass="full"),
         }
         c = step_costs(full, args.repeats)
         step_rows.append(
@@ -123,10 +140,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{c['mix'] / (c['ssl'] + c['sl']):.3f}",
                 f"{c['mix'] / (c['sl'] + c['decoder']):.3f}",
                 f"{c['mix_masked'] / c['sl']:.3f}",
+                f"{c['ssl_full']:.4f}",
+                f"{c['mix'] / (c['ssl_full'] + c['sl']):.3f}",
             ]
         )
         print(step_rows[-1], flush=True)
         classic = predicted_latency(configs["ssl_sl"], c)
+        full_ssl_pred = predicted_latency(configs["full_fullssl"], c) / predicted_latency(
+            configs["ssl_sl_fullssl"], c
+        )
         t = measure(configs, E2E_REPEATS.get(name, args.e2e_repeats))
         ratio_rows.append(
             [
@@ -139,18 +161,26 @@ def main(argv: list[str] | None = None) -> None:
                 f"{t['full'] / t['ssl_sl']:.3f}",
                 f"{predicted_latency(configs['masked'], c) / classic:.3f}",
                 f"{t['masked'] / t['ssl_sl']:.3f}",
+                f"{t['ssl_sl_fullssl']:.1f}",
+                f"{t['full_fullssl']:.1f}",
+                f"{full_ssl_pred:.3f}",
+                f"{t['full_fullssl'] / t['ssl_sl_fullssl']:.3f}",
             ]
         )
         print(ratio_rows[-1], flush=True)
     body = (
         "Median seconds per training step (forward, backward, AdamW) on one batch, at the batch "
         "size and precision of the end-to-end runs. `decoder` is the decoder's own "
-        "forward+backward in a merged step. Targets: MIX full <= 1.15 x (SL + decoder); "
+        "forward+backward in a merged step; `SSL full` the all-token SSL step (`ssl_pass: "
+        "full`, every token encoded, the mask applied to features, as in the MIX pass). "
+        "Targets: MIX full <= 1.15 x (SL + decoder); "
         "Mix masked / SSL+SL <= 0.70 end to end for vit_tiny.\n\n"
         + markdown_table(STEP_HEADER, step_rows)
-        + "\n\nEnd-to-end training latency (seed 0), the three configs alternating, median of "
+        + "\n\nEnd-to-end training latency (seed 0), the five configs alternating, median of "
         f"{args.e2e_repeats} runs each (vit_tiny: 1); `predicted` is the cost model from the "
-        "steps above (steps per phase x step cost). Settings: `{args.config}` plus {E2E}.\n\n"
+        "steps above (steps per phase x step cost). The `SSL full` columns run both pipelines' "
+        "SSL phase with `ssl_pass: full` (the paper's comparison: its SSL step cost more than "
+        f"its SL step). Settings: `{args.config}` plus {E2E}.\n\n"
         + markdown_table(RATIO_HEADER, ratio_rows)
     )
     record("step_costs", "Step costs and the MixTraining / SSL+SL latency ratio", body)
