@@ -14,7 +14,13 @@ from helpers import PINNED, SPACE
 
 from trainers import TrialConfig
 from tune_app.cli import main
-from tune_app.wandb_log import has_credentials, last_reported_epoch, reported_rows, resolve_mode
+from tune_app.wandb_log import (
+    TrialLogger,
+    has_credentials,
+    last_reported_epoch,
+    reported_rows,
+    resolve_mode,
+)
 from tune_app.wandb_records import read_run, run_files
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -75,9 +81,18 @@ def test_offline_search_logs_every_trial_and_never_the_key(
     path = tmp_path / "w.yaml"
     path.write_text(yaml.safe_dump(space))
     storage = tmp_path / "exp"
+    hubs: list[object] = []  # logging actors started: one for the search, not one per trial
+    new_hub = TrialLogger._new_hub
+
+    def counted(self: TrialLogger) -> object:
+        hubs.append(new_hub(self))
+        return hubs[-1]
+
+    monkeypatch.setattr(TrialLogger, "_new_hub", counted)
     assert (
         main(["search", "--space", str(path), "--storage-path", str(storage), "--name", "w"]) == 0
     )
+    assert len(hubs) == 1
     err = capsys.readouterr().err
     assert "logging offline" in err and "wandb sync" in err
     experiment = storage / "w"

@@ -1,8 +1,14 @@
 """Weights & Biases: one run per trial, offline-first, never able to fail a trial.
 
 Offline runs live in `<experiment>/wandb/` and upload later with `wandb sync`. The W&B callback
-runs in the driver and logs from a separate Ray actor, so no W&B error can reach a trial; a
-W&B service that cannot be reached at start turns the search offline with one notice.
+runs in the driver and logs from one separate Ray actor per search phase (`_WandbHub`), which
+holds every trial's run, so no W&B error can reach a trial; a W&B service that cannot be
+reached at start turns the search offline with one notice.
+
+Why one actor and not Ray's one-per-trial: each of Ray's per-trial logging actors is a new
+process (plus a queue actor) that imports W&B and starts a W&B service, about 8.6 s of CPU per
+trial on the 2-core reference machine, while logging itself is nearly free. On the default
+search that was 15-17% of the trials' own time (docs/benchmarks.md, "W&B logging overhead").
 """
 
 from __future__ import annotations
@@ -11,11 +17,22 @@ import json
 import netrc
 import os
 import sys
+import urllib.error
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from urllib.parse import urlparse
 
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+import ray
+from ray.air.constants import TRAINING_ITERATION
+from ray.air.integrations.wandb import (
+    WANDB_ENV_VAR,
+    WandbLoggerCallback,
+    _QueueItem,
+    _run_wandb_process_run_info_hook,
+    _WandbLoggingActor,
+)
+from ray.air.util.node import _force_on_current_node
 
 from trainers import TrialConfig
 from tune_app.searcher import resumed_in
@@ -75,25 +92,80 @@ def light_settings() -> Any:
     return wandb.Settings(x_disable_stats=True, x_disable_meta=True, console="off")
 
 
-class _TrialLoggingActor(_WandbLoggingActor):
-    """Ray's logging actor, but `phase` (a string) is logged too and W&B's mode is ours."""
+def result_row(result: dict, exclude: list[str], to_config: list[str]) -> tuple[dict, dict]:
+    """What W&B gets from one Tune result: Ray's filtering (excluded keys dropped, config keys
+    moved to the config, non-numeric values dropped), plus `phase`, a string we log too."""
+    fields = SimpleNamespace(_exclude=set(exclude), _to_config=set(to_config))
+    log, config_update = _WandbLoggingActor._handle_result(fields, result)
+    if isinstance(result.get("phase"), str):
+        log["phase"] = result["phase"]
+    return log, config_update
 
-    def __init__(self, *args: Any, mode: str, wandb_dir: str, **kwargs: Any) -> None:
+
+class _WandbHub:
+    """One Ray actor holding the W&B run of every trial of a search phase.
+
+    Calls arrive from the driver in order (a Ray actor runs one caller's calls in submission
+    order). Every `put` carries the trial's `wandb.init` arguments, so a hub that Ray restarted
+    after a crash reopens a trial's run (`resume="allow"`, same id) instead of losing its rows.
+    """
+
+    def __init__(self, mode: str, wandb_dir: str) -> None:
         os.environ.update({"WANDB_MODE": mode, "WANDB_DIR": wandb_dir, "WANDB_SILENT": "true"})
-        super().__init__(*args, mode=mode, dir=wandb_dir, settings=light_settings(), **kwargs)
+        os.environ["WANDB_START_METHOD"] = "thread"  # already in a separate process
+        import wandb
 
-    def _handle_result(self, result: dict) -> tuple[dict, dict]:
-        log, config_update = super()._handle_result(result)
-        if isinstance(result.get("phase"), str):
-            log["phase"] = result["phase"]
-        return log, config_update
+        self._wandb = wandb
+        self._runs: dict[str, Any] = {}
+
+    def put(self, trial_id: str, item: tuple[Any, Any], start: dict[str, Any]) -> None:
+        kind, content = item
+        run = self._runs.get(trial_id)
+        if run is None:
+            if kind == _QueueItem.END:
+                return  # nothing was ever logged for it: no run to close
+            run = self._runs[trial_id] = self._wandb.init(
+                **start["init"], reinit="create_new", settings=light_settings()
+            )
+            run.config.update({"trial_log_path": start["logdir"]}, allow_val_change=True)
+            _run_wandb_process_run_info_hook(run)
+        if kind == _QueueItem.END:
+            self._runs.pop(trial_id).finish()
+        elif kind == _QueueItem.CHECKPOINT:
+            artifact = self._wandb.Artifact(name=f"checkpoint_{run.name}", type="model")
+            artifact.add_dir(content)
+            run.log_artifact(artifact)
+        else:
+            log, config_update = result_row(content, start["exclude"], start["to_config"])
+            try:
+                run.config.update(config_update, allow_val_change=True)
+                run.log(log, step=log.get(TRAINING_ITERATION))
+            except (urllib.error.HTTPError, FileNotFoundError) as e:  # as Ray's actor does
+                print(f"tune-app: W&B did not log a row of {trial_id}: {e}", file=sys.stderr)
+
+    def close(self) -> int:
+        """Finish every run still open (trials that never sent their end); how many."""
+        n = len(self._runs)
+        for trial_id in list(self._runs):
+            self._runs.pop(trial_id).finish()
+        return n
+
+
+class _HubQueue:
+    """Stands in for Ray's per-trial queue: `put` sends the item to the hub for this trial."""
+
+    def __init__(self, hub: Any, trial_id: str, start: dict[str, Any]) -> None:
+        self.hub, self.trial_id, self.start = hub, trial_id, start
+
+    def put(self, item: tuple[Any, Any]) -> Any:
+        return self.hub.put.remote(self.trial_id, item, self.start)
 
 
 class TrialLogger(WandbLoggerCallback):
     """One W&B run per trial: id = Ray trial id, named `<pipeline>-<trial id>`, grouped by
     experiment, config = the full TrialConfig, history = one row per epoch."""
 
-    _logger_actor_cls = _TrialLoggingActor
+    _hub: Any = None
 
     def __init__(
         self,
@@ -164,6 +236,68 @@ class TrialLogger(WandbLoggerCallback):
         )
         self.backfill(trial)
 
+    def _start_logging_actor(self, trial: Any, exclude_results: list[str], **init: Any) -> None:
+        """Route the trial to this phase's hub (started with the first trial) instead of
+        starting a logging actor and a queue actor for it."""
+        if trial in self._trial_logging_actors:
+            return
+        if self._hub is None:
+            self._hub = self._new_hub()
+        start = {
+            "init": {**init, "mode": self.mode, "dir": self.kwargs["wandb_dir"]},
+            "logdir": trial.local_path,
+            "exclude": list(exclude_results),
+            "to_config": list(self.AUTO_CONFIG_KEYS),
+        }
+        start["init"].pop("wandb_dir", None)
+        self._trial_logging_actors[trial] = self._hub
+        self._trial_queues[trial] = _HubQueue(self._hub, trial.trial_id, start)  # type: ignore[assignment]
+
+    def _new_hub(self) -> Any:
+        """This phase's one logging actor, on the driver's node (as Ray places its own)."""
+        env = {k: os.environ[k] for k in (WANDB_ENV_VAR,) if k in os.environ}
+        hub_cls = ray.remote(
+            num_cpus=0,
+            **_force_on_current_node(),
+            runtime_env={"env_vars": env},
+            max_restarts=-1,
+            max_task_retries=-1,
+        )(_WandbHub)
+        return hub_cls.remote(mode=self.mode, wandb_dir=self.kwargs["wandb_dir"])
+
+    def _signal_logging_actor_stop(self, trial: Any) -> None:
+        """The trial's run is finished by the call that carries its end: that call's result
+        is what `_cleanup_logging_actors` waits for (Ray waits on the per-trial actor's loop)."""
+        done = cast(_HubQueue, self._trial_queues[trial]).put((_QueueItem.END, None))
+        self._trial_logging_futures[trial] = done
+        self._logging_future_to_trial[done] = trial
+
+    def _cleanup_logging_actor(self, trial: Any) -> None:
+        """Forget a finished trial; the hub lives on for the others (Ray kills the actor)."""
+        del self._trial_queues[trial]
+        del self._trial_logging_futures[trial]
+        del self._trial_logging_actors[trial]
+
+    def close_hub(self) -> None:
+        """Finish what is still open and stop the hub (at the end of the phase)."""
+        if self._hub is None:
+            return
+        hub, self._hub = self._hub, None
+        try:
+            ray.get(hub.close.remote(), timeout=UPLOAD_TIMEOUT_S)
+        except (ray.exceptions.RayError, TimeoutError) as e:
+            say(f"tune-app: W&B logging actor did not close cleanly: {type(e).__name__}: {e}")
+        ray.kill(hub)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles callbacks into tuner.pkl: no actor handles or per-session state."""
+        state = dict(self.__dict__)
+        state.pop("_hub", None)
+        for k in ("_trial_logging_actors", "_trial_logging_futures", "_logging_future_to_trial",
+                  "_trial_queues"):  # fmt: skip
+            state[k] = {}
+        return state
+
     def backfill(self, trial: Any) -> None:
         """Send the epochs Ray recorded but W&B lost (a killed driver takes W&B's buffers with
         it, while the trial resumes after its checkpoint): Ray's result.json has them all."""
@@ -178,6 +312,7 @@ class TrialLogger(WandbLoggerCallback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.catch_up(trials)  # a resumed experiment with nothing left to run takes no step
         super().on_experiment_end(trials, **info)
+        self.close_hub()
 
     def catch_up(self, trials: list[Any]) -> None:
         """Once per session: trials that ended in an earlier session (a resumed experiment)
