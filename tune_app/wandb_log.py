@@ -7,8 +7,8 @@ reached at start turns the search offline with one notice.
 
 Why one actor and not Ray's one-per-trial: each of Ray's per-trial logging actors is a new
 process (plus a queue actor) that imports W&B and starts a W&B service, about 8.6 s of CPU per
-trial on the 2-core reference machine, while logging itself is nearly free. On the default
-search that was 15-17% of the trials' own time (docs/benchmarks.md, "W&B logging overhead").
+trial on a 2-core machine, while logging itself is nearly free. On a 4-trial search that cost
+14% of the wall time; with the hub, about 4% (docs/benchmarks.md, "W&B logging overhead").
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ class _WandbHub:
 
     Calls arrive from the driver in order (a Ray actor runs one caller's calls in submission
     order). Every `put` carries the trial's `wandb.init` arguments, so a hub that Ray restarted
-    after a crash reopens a trial's run (`resume="allow"`, same id) instead of losing its rows.
+    after a crash reopens a trial's run (`resume="allow"`, same id) for the rows that follow;
+    rows W&B had not written before the crash are resent only by `--resume` (not exercised by
+    a test).
     """
 
     def __init__(self, mode: str, wandb_dir: str) -> None:
