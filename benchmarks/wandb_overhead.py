@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", type=Path, default=Path("wandb_overhead.log"),
                    help="where the searches' own output goes")  # fmt: skip
     args = p.parse_args(argv)
+    if args.rounds < 1 or args.num_samples < 1:
+        p.error("--rounds and --num-samples must be at least 1")  # exit code 2
     rows, runs = [], {m: [] for m in MODES}
     for i in range(args.rounds):
         order = MODES if i % 2 == 0 else MODES[::-1]

@@ -143,7 +143,7 @@ class _WandbHub:
                 run.config.update(config_update, allow_val_change=True)
                 run.log(log, step=log.get(TRAINING_ITERATION))
             except (urllib.error.HTTPError, FileNotFoundError) as e:  # as Ray's actor does
-                print(f"tune-app: W&B did not log a row of {trial_id}: {e}", file=sys.stderr)
+                say(f"tune-app: W&B did not log a row of {trial_id}: {e}")
 
     def close(self) -> int:
         """Finish every run still open (trials that never sent their end); how many."""
