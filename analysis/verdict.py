@@ -271,6 +271,8 @@ def hypervolume_verdict(
 
     `ahead` names the side whose interval lies wholly above the other's, else None (also
     when a single-seed configuration is on the MixTraining front or among the baselines).
+    The volumes are in the objectives' own units (`units`, e.g. accuracy x seconds), so they
+    can exceed 1; report.md's hypervolume table also gives each volume as a fraction of the box.
     The bootstrap is seeded (0) so a report is reproducible.
     """
     if reference is None or configs.empty:
@@ -290,6 +292,7 @@ def hypervolume_verdict(
         ),
     }
     out["ahead"] = interval_ahead(out["mixtraining"], out["baselines"])
+    out["units"] = " x ".join(metrics)
     return out
 
 

@@ -57,7 +57,8 @@ def hypervolume_line(verdict: Verdict) -> str | None:
     else:
         outcome = "intervals overlap: neither is ahead"
     return (
-        f"Hypervolume of configuration means (95% bootstrap over seeds): MixTraining front "
+        f"Hypervolume of configuration means, in {hv['units']} (95% bootstrap over seeds): "
+        "MixTraining front "
         f"{text(hv['mixtraining'])}, baseline means {text(hv['baselines'])}: {outcome}"
     )
 

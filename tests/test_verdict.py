@@ -19,6 +19,7 @@ from analysis import analyze_experiment, load_experiment
 from analysis.configs import config_id, config_ids, group_configs, mark_config_front
 from analysis.plots import plot_data
 from analysis.verdict import build_verdict, holm, interval_ahead, welch_one_sided
+from analysis.verdict_report import hypervolume_line
 from tune_app.cli import main
 
 METRICS, GOALS = ["val_accuracy", "train_latency_s"], ["maximize", "minimize"]
@@ -241,6 +242,10 @@ def test_hypervolume_interval_and_who_is_ahead() -> None:
     assert hv["mixtraining"]["low"] == hv["mixtraining"]["high"] == pytest.approx(0.9 * 20.0)
     assert hv["baselines"]["low"] <= 0.5 * 10.0 <= hv["baselines"]["high"]
     assert hv["ahead"] == "mixtraining"
+    # The volumes are in the objectives' units (here 18.0, not a fraction): the headline says so.
+    line = hypervolume_line(verdict_of(spec, ref, samples=200))
+    assert line is not None and "in val_accuracy x train_latency_s" in line
+    assert "18 [18, 18]" in line and "MixTraining ahead" in line
     single = verdict_of({**spec, "s": [(0.95, 5.0)]}, ref, samples=50).hypervolume
     assert single["mixtraining"]["unconfirmed"] == 1 and single["ahead"] is None
     overlap = {"low": 1.0, "high": 3.0, "unconfirmed": 0}
