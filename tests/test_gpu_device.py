@@ -180,17 +180,23 @@ def test_more_than_one_gpu_per_trial_is_rejected(gpu) -> None:
         build_space({**SPACE, "resources": {"cpu": 1, "gpu": gpu}}, "space.yaml")
 
 
-def test_trial_runs_on_the_gpu_ray_assigned_under_noset(monkeypatch) -> None:
+def noset_worker(monkeypatch: pytest.MonkeyPatch, gpu: str, share: float) -> FakeCuda:
+    """A Ray worker under RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: it sees all four GPUs of
+    its node, and Ray gave it `gpu` (a `share` of it)."""
     import ray
 
+    fake = FakeCuda(count=4).install(monkeypatch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [gpu])
+    context = type("Context", (), {"get_assigned_resources": lambda self: {"GPU": share}})
+    monkeypatch.setattr(ray, "get_runtime_context", context)
+    return fake
+
+
+def test_trial_runs_on_the_gpu_ray_assigned_under_noset(monkeypatch) -> None:
     from tune_app import trial
 
-    fake = FakeCuda(count=4).install(monkeypatch)
-    # RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: the worker sees all four GPUs, Ray gave it #3.
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(ray, "get_gpu_ids", lambda: ["3"])
-    context = type("Context", (), {"get_assigned_resources": lambda self: {"GPU": 0.25}})
-    monkeypatch.setattr(ray, "get_runtime_context", context)
+    fake = noset_worker(monkeypatch, "3", 0.25)
     caps = []
     cap = lambda share, device: caps.append((share, device))  # noqa: E731
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", cap)
@@ -198,3 +204,31 @@ def test_trial_runs_on_the_gpu_ray_assigned_under_noset(monkeypatch) -> None:
     assert resolve_device(config.device) == torch.device("cuda", 3)
     assert fake.current == 3
     assert caps == [(0.25, 3)]  # the allocator capped at the trial's share, on its own GPU
+
+
+def test_calibration_and_probe_tasks_measure_the_gpu_ray_assigned(monkeypatch) -> None:
+    """The step-cost calibration and the node-type probe run as Ray tasks on a trial's slot:
+    they must price the GPU the trials get, not GPU 0 (which a bare task would use here)."""
+    from trainers.calibrate import run_hardware_key
+    from tune_app import orchestrate, trial
+
+    config = TrialConfig.from_dict({**TINY_RUN, "device": "auto"})
+    fake = noset_worker(monkeypatch, "2", 1.0)
+    names = lambda device: f"GPU-{torch.device(device).index}"  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "get_device_name", names)
+    assert run_hardware_key(config).endswith("| cuda | GPU-0")  # unplaced: the wrong GPU
+    assert trial.on_slot(run_hardware_key)(config).endswith("| cuda | GPU-2")
+    assert fake.current == 2
+    # Both tasks orchestrate builds are wrapped so (Ray itself stubbed: no cluster here).
+    built = []
+    remote = lambda **resources: lambda fn: built.append(fn) or fn  # noqa: E731
+    monkeypatch.setattr(orchestrate.ray, "remote", remote)
+    space = build_space({**SPACE, "resources": {"cpu": 1, "gpu": 0.5}}, "space.yaml")
+    orchestrate.on_trial_slots(space)
+    monkeypatch.setattr(orchestrate, "trial_nodes", lambda space: [])
+    monkeypatch.setattr(orchestrate, "gather", lambda refs: [])
+    orchestrate.probe_node_types(space)
+    assert [getattr(fn, "__wrapped__", None).__name__ for fn in built] == [
+        "calibrate",
+        "run_hardware_key",
+    ]

@@ -86,9 +86,10 @@ def probe_node_types(space: SearchSpace) -> dict[str, str]:
     sees the device a trial would."""
     from trainers.calibrate import run_hardware_key
     from tune_app.calibration import calibration_config
+    from tune_app.trial import on_slot
 
     config = calibration_config(fixed_settings(space))
-    task = ray.remote(num_cpus=0, num_gpus=space.gpu, max_retries=0)(run_hardware_key)
+    task = ray.remote(num_cpus=0, num_gpus=space.gpu, max_retries=0)(on_slot(run_hardware_key))
     nodes = trial_nodes(space)
     keys = gather([task.options(scheduling_strategy=pinned(n)).remote(config) for n in nodes])
     return dict(zip(nodes, keys, strict=True))
@@ -99,8 +100,9 @@ def on_trial_slots(space: SearchSpace) -> Callable[..., list[Any]]:
     one trial's resources: where a trial would run (the driver of a cluster may have no GPU, or
     another CPU). Nodes of different types are different machines, so none slows another."""
     from trainers.calibrate import calibrate
+    from tune_app.trial import on_slot
 
-    task = ray.remote(num_cpus=space.cpu, num_gpus=space.gpu, max_retries=0)(calibrate)
+    task = ray.remote(num_cpus=space.cpu, num_gpus=space.gpu, max_retries=0)(on_slot(calibrate))
 
     def measure(nodes: list[str], *args: Any, **kwargs: Any) -> list[Any]:
         return gather([task.options(scheduling_strategy=pinned(n)).remote(*args, **kwargs)

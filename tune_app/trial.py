@@ -11,13 +11,14 @@ retry that finds the record fails at once with the same message instead of train
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.fs
 import ray
@@ -36,6 +37,7 @@ SSL_CACHE_DIR = "ssl_cache"  # in the experiment folder: every trial of the sear
 # Errors that the same config and checkpoint raise again on every attempt.
 DETERMINISTIC = (NonFiniteLossError, SetupError, ConfigError, CheckpointError)
 FAILED_FILE = "deterministic_failure.txt"
+T = TypeVar("T")
 
 
 class RepeatedFailure(RuntimeError):
@@ -57,6 +59,17 @@ def fail_if_failed_before(record: Path) -> None:
 def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfig:
     # `role` (search, confirm, baseline) is the experiment's bookkeeping, not a run setting.
     config = TrialConfig.from_dict({**fixed, **{k: v for k, v in suggested.items() if k != "role"}})
+    return on_assigned_gpu(config)
+
+
+def on_assigned_gpu(config: TrialConfig) -> TrialConfig:
+    """Make the GPU Ray assigned to this worker torch's current device (capped at the worker's
+    share of it), or fall back to the CPU when Ray assigned a GPU torch cannot see.
+
+    Every Ray task that runs on a trial's slot goes through here, not only the trial: under
+    RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES a worker sees every GPU of its node, and
+    without this the step-cost calibration and the node-type probe would measure GPU 0.
+    """
     gpus = ray.get_gpu_ids()
     if gpus and not torch.cuda.is_available() and config.device == "auto":
         # Ray scheduled a GPU that torch cannot use (no driver, or GPUs declared by hand):
@@ -72,6 +85,16 @@ def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfi
         torch.cuda.set_device(local_gpu_index(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")))
         cap_gpu_memory(ray.get_runtime_context().get_assigned_resources().get("GPU", 1.0))
     return config
+
+
+def on_slot(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn(config, ...)` run with `config` placed by `on_assigned_gpu` (for a Ray task)."""
+
+    @functools.wraps(fn)
+    def placed(config: TrialConfig, *args: Any, **kwargs: Any) -> T:
+        return fn(on_assigned_gpu(config), *args, **kwargs)
+
+    return placed
 
 
 def cap_gpu_memory(share: float) -> None:
