@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sysconfig
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -279,3 +281,43 @@ def test_a_confirm_phase_started_on_resume_logs_to_the_same_group(
         run = read_run(run_file)
         assert run.group == "cr" and {row["role"], "mixtraining"} <= set(run.tags)
         assert [h["epoch"] for h in run.history] == list(range(1, row["epochs_planned"] + 1))
+
+
+@pytest.mark.wandb_offline
+def test_a_restarted_hub_reopens_the_trials_run_for_the_rows_that_follow(
+    local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logging actor dies mid-trial (OOM, a crash in W&B): Ray restarts it, and the rows
+    after the restart land in the same trial's run (same id), not nowhere."""
+    from ray.air.integrations.wandb import _QueueItem
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logger = TrialLogger(fixed={}, experiment=tmp_path, mode="offline", project="p", group="g")
+    trial = type("Trial", (), {"trial_id": "hub1", "local_path": str(tmp_path / "hub1")})()
+    logger._start_logging_actor(trial, [], id="hub1", name="mixtraining-hub1", resume="allow",
+                                project="p", group="g", config={})  # fmt: skip
+    queue, hub = logger._trial_queues[trial], logger._hub
+
+    def row(epoch: int) -> tuple[object, dict]:
+        return _QueueItem.RESULT, {"training_iteration": epoch, "epoch": epoch, "loss": 1 / epoch}
+
+    ray = local_ray
+    ray.get([queue.put(row(e)) for e in (1, 2)])
+    pid = ray.get(hub.__ray_call__.remote(lambda _: os.getpid()))
+    ray.kill(hub, no_restart=False)  # Ray restarts it (max_restarts=-1); same handle
+    # The kill is asynchronous: wait for the new process, or row 3 may die with the old one.
+    while ray.get(hub.__ray_call__.remote(lambda _: os.getpid()), timeout=120) == pid:
+        time.sleep(0.1)
+    ray.get([queue.put(row(e)) for e in (3, 4)], timeout=120)
+    ray.get(queue.put((_QueueItem.END, None)), timeout=120)
+    logger.close_hub()
+    files = run_files(tmp_path / "wandb", "hub1")
+    runs = [read_run(f) for f in files]
+    epochs = [[h["epoch"] for h in r.history] for r in runs]
+    # The restarted hub's run (same id, same group) holds every row sent after the restart.
+    assert [3, 4] in epochs, epochs
+    (restarted,) = [r for r, e in zip(runs, epochs, strict=True) if e == [3, 4]]
+    assert restarted.run_id == "hub1" and restarted.group == "g"
+    # The killed process's file holds what W&B had written before the kill (here often
+    # nothing); the rest is resent only by `--resume` (its own test above).
+    assert len(files) == 2 and [e for e in epochs if e != [3, 4]][0] in ([], [1], [1, 2])

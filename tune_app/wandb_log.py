@@ -107,9 +107,9 @@ class _WandbHub:
 
     Calls arrive from the driver in order (a Ray actor runs one caller's calls in submission
     order). Every `put` carries the trial's `wandb.init` arguments, so a hub that Ray restarted
-    after a crash reopens a trial's run (`resume="allow"`, same id) for the rows that follow;
-    rows W&B had not written before the crash are resent only by `--resume` (not exercised by
-    a test).
+    after a crash reopens a trial's run (`resume="allow"`, same id) for the rows that follow
+    (tests/test_wandb.py kills a hub mid-trial); rows W&B had not written before the crash
+    are resent only by `--resume`.
     """
 
     def __init__(self, mode: str, wandb_dir: str) -> None:
