@@ -359,7 +359,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default: calibrate now, as a search does)")  # fmt: skip
     p.add_argument("--calibration-steps", type=int, default=15)
     p.add_argument("--paper-spaces", nargs="*", default=list(PAPER_SPACES),
-                   help="spaces to project (none: skip the projection)")  # fmt: skip
+                   choices=sorted(GPU_SPACES), metavar="SPACE",
+                   help="paper-scale spaces to project, of: " + ", ".join(sorted(GPU_SPACES))
+                   + " (none: skip the projection)")  # fmt: skip
     p.add_argument("--projection-only", action="store_true",
                    help="print only the paper-scale projection (no training)")  # fmt: skip
     return p.parse_args(argv)

@@ -145,3 +145,14 @@ def test_an_unknown_space_exits_2_before_anything_runs(tmp_path: Path, capsys) -
 
     assert main(["--space", str(tmp_path / "missing.yaml"), "--paper-spaces"]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_an_unknown_paper_space_exits_2_before_anything_runs(capsys) -> None:
+    """Checked when the arguments are read, not after the 45-minute comparison."""
+    from benchmarks.search_cost import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--paper-spaces", "vit_mix"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "'vit_mix'" in err and "vit_tiny_cifar10" in err
