@@ -2,7 +2,8 @@
 # check, tests); `make test-fast` runs the unit tests alone.
 # Each creates .venv if missing, install the project with its dev extras, and install the
 # Debian package dataset-fashion-mnist when it is absent and apt is usable (`make test` also
-# Debian's chromium, for one browser test).
+# Debian's chromium, for one browser test). `make test` ends with its 15 slowest tests, so a CI
+# log shows where its time goes (CI must stay well under 30 minutes).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -22,7 +23,7 @@ test: install test-tools
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no Ray, no orchestration, no browser): the quick loop while developing.
 test-fast: install
