@@ -3,7 +3,7 @@
 Importing it starts nothing (no Ray, W&B or torch); matplotlib and plotly load only to render.
 """
 
-from analysis.choose import SELECTIONS, NoMatch, provenance, select_trials
+from analysis.choose import SELECTIONS, NoMatch, provenance, seed_trial, select_configs
 from analysis.hypervolume import (
     KNEE_RULE,
     REFERENCE_RULE,
@@ -35,7 +35,8 @@ __all__ = [
     "pareto_mask",
     "provenance",
     "reference_point",
-    "select_trials",
+    "seed_trial",
+    "select_configs",
     "summary_json",
     "to_minimize",
     "write_analysis",

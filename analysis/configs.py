@@ -23,6 +23,15 @@ from analysis.pareto import pareto_mask, to_minimize
 NOT_IN_CONFIG = ("seed", "num_threads")
 ID_LENGTH = 12  # hex digits of sha256: collisions are negligible for any search's size
 MIX = "mixtraining"
+# What a front, a knee and an export choose among (summary.json's `choice_basis`).
+BY_CONFIG = "configurations"  # confirmed ones (2+ seeds), by their means over seeds
+BY_CONFIG_ALL = "configurations, single-seed ones included"  # export --include-unconfirmed
+BY_RUN = "single runs"  # no configuration has a second seed: one seed's result each
+BASIS_TEXT = {
+    BY_CONFIG: "confirmed configurations (means over their seeds)",
+    BY_CONFIG_ALL: "configurations' means, single-seed ones included (--include-unconfirmed)",
+    BY_RUN: "single runs (no configuration ran a second seed)",
+}
 
 
 def canonical(value: Any) -> Any:
@@ -87,20 +96,33 @@ def config_stats(values: np.ndarray, metrics: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def group_configs(done: pd.DataFrame, metrics: Sequence[str], knobs: Sequence[str]) -> pd.DataFrame:
+def group_configs(
+    done: pd.DataFrame,
+    metrics: Sequence[str],
+    knobs: Sequence[str],
+    extras: Sequence[str] = (),
+) -> pd.DataFrame:
     """One row per configuration of the complete trials (which must carry `config_id`).
+
+    Args:
+        done: complete trials with `config_id`, `pipeline`, `seed`, `trial_id` and `metrics`.
+        metrics: the objectives; `confirmed` and every claim rest on these.
+        knobs: the searched knobs, copied from each configuration's first row.
+        extras: other metrics to summarise the same way when `done` has them (e.g.
+            `test_accuracy`, shown beside a choice, never used to make it).
 
     Returns:
         Columns `config_id`, `pipeline`, the knobs (first row's values), `n`, `confirmed`
-        (n >= 2), `<metric>_mean`, `<metric>_std`, `trial_ids` and `seeds` (lists, seed order).
-        Rows in first-appearance order.
+        (n >= 2), `<metric>_mean`, `<metric>_std` (objectives, then extras), `trial_ids` and
+        `seeds` (lists, seed order). Rows in first-appearance order.
     """
+    summarised = [*metrics, *(e for e in extras if e in done and e not in metrics)]
     columns = ["config_id", "pipeline", *knobs, "n", "confirmed"]
-    columns += [f"{m}_{s}" for m in metrics for s in ("mean", "std")] + ["trial_ids", "seeds"]
+    columns += [f"{m}_{s}" for m in summarised for s in ("mean", "std")] + ["trial_ids", "seeds"]
     if done.empty:
         return pd.DataFrame(columns=columns)
     # numpy per group: pandas row access on a wide table costs ~100x more (simulation test).
-    values = done[list(metrics)].to_numpy(dtype=float)
+    values = done[summarised].to_numpy(dtype=float)
     seeds, ids = done["seed"].to_numpy(), done["trial_id"].astype(str).to_numpy()
     first = {c: done[c].to_numpy(dtype=object) for c in ["pipeline", *knobs] if c in done}
     records = []
@@ -108,7 +130,7 @@ def group_configs(done: pd.DataFrame, metrics: Sequence[str], knobs: Sequence[st
         idx = idx[np.argsort(seeds[idx], kind="stable")]
         record = {"config_id": cid, **{k: None for k in knobs}}
         record.update({c: column[idx[0]] for c, column in first.items()})
-        record.update(config_stats(values[idx], metrics))
+        record.update(config_stats(values[idx], summarised))
         record["confirmed"] = record["n"] >= 2
         record["trial_ids"] = ids[idx].tolist()
         record["seeds"] = [canonical(s) for s in seeds[idx]]
@@ -116,27 +138,61 @@ def group_configs(done: pd.DataFrame, metrics: Sequence[str], knobs: Sequence[st
     return pd.DataFrame(records)[columns]
 
 
-def mark_config_front(
-    configs: pd.DataFrame, metrics: Sequence[str], goals: Sequence[str]
-) -> pd.DataFrame:
-    """Add `on_front` and `knee` over the configuration means of the MixTraining rows.
+def choice_pool(configs: pd.DataFrame, include_unconfirmed: bool = False) -> np.ndarray:
+    """[rows] the MixTraining configurations a front, knee or export may choose from.
 
-    Baseline rows are never on the front (they are what it is compared with). The knee uses
-    the same rule as the per-trial one (`analysis.hypervolume.KNEE_RULE`), normalised by the
-    range of all configuration means.
+    When any MixTraining configuration is confirmed (2+ seeds), only confirmed ones: a single
+    run is one draw of its seed noise, and the best of many single draws is biased upwards
+    (the winner's curse). Without any confirmed one, or with `include_unconfirmed`, all.
+    """
+    mix = (configs["pipeline"] == MIX).to_numpy(dtype=bool)
+    confirmed = mix & configs["confirmed"].to_numpy(dtype=bool)
+    return confirmed if confirmed.any() and not include_unconfirmed else mix
+
+
+def choice_basis(configs: pd.DataFrame, include_unconfirmed: bool = False) -> str:
+    """What the front and knee rest on: `BY_CONFIG`, `BY_CONFIG_ALL` or `BY_RUN`."""
+    mix = configs[configs["pipeline"] == MIX]
+    if mix.empty or not bool(mix["confirmed"].any()):
+        return BY_RUN
+    return BY_CONFIG_ALL if include_unconfirmed else BY_CONFIG
+
+
+def mark_config_front(
+    configs: pd.DataFrame,
+    metrics: Sequence[str],
+    goals: Sequence[str],
+    pool: np.ndarray | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Add `on_front` and `knee` over the configuration means of the rows in `pool`.
+
+    Args:
+        configs: `group_configs` rows.
+        metrics, goals: the objectives.
+        pool: [rows] which configurations may be on the front (default: `choice_pool`).
+            Baseline rows never are: they are what the front is compared with.
+        bounds: (best, worst) lower-is-better values normalising the knee's fallback rule
+            (`analysis.hypervolume.KNEE_RULE`); default: the range of all configuration means.
+
+    Front rows are ranked fastest first (the last objective, then the first), so a knee tie
+    goes to the cheaper configuration, as the per-trial ranking did.
     """
     configs = configs.copy()
     configs["on_front"], configs["knee"] = False, False
-    means = configs[[f"{m}_mean" for m in metrics]].to_numpy(dtype=float)
-    mix = (configs["pipeline"] == MIX).to_numpy()
-    if not mix.any():
+    pool = choice_pool(configs) if pool is None else np.asarray(pool, dtype=bool)
+    pool = pool & (configs["pipeline"] == MIX).to_numpy(dtype=bool)
+    if not pool.any():
         return configs
+    means = configs[[f"{m}_mean" for m in metrics]].to_numpy(dtype=float)
     front = np.zeros(len(configs), dtype=bool)
-    front[mix] = pareto_mask(means[mix], goals)
+    front[pool] = pareto_mask(means[pool], goals)
     configs["on_front"] = front
     costs = to_minimize(means, goals)
     front_idx = np.flatnonzero(front)
-    bounds = (costs.min(axis=0), costs.max(axis=0))
+    front_idx = front_idx[np.lexsort(costs[front_idx].T)]
+    if bounds is None:
+        bounds = (costs.min(axis=0), costs.max(axis=0))
     knee = front_idx[knee_index(costs[front_idx], bounds)]
     configs.loc[configs.index[knee], "knee"] = True
     return configs

@@ -6,11 +6,12 @@ and baseline error bars.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from analysis.configs import BY_RUN
 from analysis.summary import MIX, PIPELINE_NAMES, Analysis, baseline_stats, left_out_counts
 
 AXIS_LABELS = {
@@ -152,13 +153,31 @@ def _baselines(analysis: Analysis, x: str, y: str) -> tuple[list[Points], list[B
 
 
 def plot_data(analysis: Analysis) -> PlotData:
-    """What the trade-off plot shows: complete trials, the front, baseline means, the knee."""
-    exp, mix, knee = analysis.experiment, analysis.mix, analysis.knee
+    """What the trade-off plot shows: complete trials, the front, baseline means, the knee.
+
+    Over configurations (confirmed ones exist) the front line joins configuration means and
+    every MixTraining run is a plain point; over single runs it joins the front trials.
+    """
+    exp, mix = analysis.experiment, analysis.mix
     (x, x_goal), (y, _) = plot_axes(exp.metrics, exp.goals)
-    front = _points("MixTraining Pareto front", analysis.front, x, y, exp.knobs)
     seeds, means = _baselines(analysis, x, y)
-    # The staircase is the front only when the plot's two axes are the search's objectives.
-    two_d = len(exp.metrics) == 2 and len(front.x) > 0
+    if analysis.basis == BY_RUN:
+        front = _points("MixTraining Pareto front", analysis.front, x, y, exp.knobs)
+        runs = [_points("MixTraining, dominated", mix[~mix["on_front"]], x, y, exp.knobs), front]
+        knee_rows = mix[mix["knee"]]
+        knee = _points("knee (trial {})", knee_rows, x, y, exp.knobs) if len(knee_rows) else None
+    else:
+        front = config_points("MixTraining Pareto front", analysis.front_configs, x, y)
+        runs = [_points("MixTraining runs (one seed each)", mix, x, y, exp.knobs)]
+        knee_config = analysis.knee_config
+        knee = None
+        if knee_config is not None:
+            knee = config_points("knee (configuration {})", knee_config.to_frame().T, x, y)
+    if knee is not None:
+        knee = replace(knee, label=knee.label.format(knee.ids[0]))
+    # The staircase is the front only when the plot's two axes are the search's objectives,
+    # and a boundary needs two points (one point is already drawn, and starred as the knee).
+    two_d = len(exp.metrics) == 2 and len(front.x) > 1
     return PlotData(
         x_metric=x,
         y_metric=y,
@@ -166,13 +185,29 @@ def plot_data(analysis: Analysis) -> PlotData:
         y_label=AXIS_LABELS.get(y, y),
         title=plot_title(analysis),
         note=plot_note(analysis),
-        points=[_points("MixTraining, dominated", mix[~mix["on_front"]], x, y, exp.knobs), front]
-        + seeds,
+        points=runs + seeds,
         front_line=front_steps(front.x, front.y, x_goal) if two_d else ([], []),
         front_labels=point_labels(front),
         baselines=means,
-        knee=None if knee is None else _points("knee", knee.to_frame().T, x, y, exp.knobs),
+        knee=knee,
         configs=confirmed_configs(analysis, x, y),
+    )
+
+
+def config_points(label: str, configs: pd.DataFrame, x: str, y: str) -> Points:
+    """Configurations at their means over seeds (the hover says how many seeds)."""
+    hover = [
+        f"configuration {c['config_id']} (n={int(c['n'])} seed(s))"
+        f"<br>{AXIS_LABELS.get(y, y)} = {_short(c[f'{y}_mean'])}"
+        f"<br>{AXIS_LABELS.get(x, x)} = {_short(c[f'{x}_mean'])}"
+        for _, c in configs.iterrows()
+    ]
+    return Points(
+        label,
+        configs[f"{x}_mean"].astype(float).tolist(),
+        configs[f"{y}_mean"].astype(float).tolist(),
+        configs["config_id"].astype(str).tolist(),
+        hover,
     )
 
 
@@ -202,9 +237,10 @@ def confirmed_configs(analysis: Analysis, x: str, y: str) -> list[ConfigMean]:
 
 def plot_title(analysis: Analysis) -> str:
     name = analysis.experiment.space.get("name", analysis.experiment.path.name)
+    front = len(analysis.front_configs)
+    what = "single runs" if analysis.basis == BY_RUN else "configurations (means over seeds)"
     return (
-        f"{name}: {len(analysis.mix)} complete MixTraining trials, "
-        f"{len(analysis.front)} on the Pareto front"
+        f"{name}: {len(analysis.mix)} complete MixTraining trials; Pareto front of {front} {what}"
     )
 
 

@@ -82,10 +82,32 @@ def hypervolume_json(analysis: Analysis) -> dict[str, Any]:
     }
 
 
+def config_record(analysis: Analysis, config: pd.Series) -> dict[str, Any]:
+    """One chosen configuration: id, seeds and trials, knobs, and per objective (and test
+    accuracy) its mean and sample std over seeds; `<metric>` repeats the mean."""
+    exp = analysis.experiment
+    record = {
+        "config_id": config["config_id"],
+        "pipeline": config["pipeline"],
+        "n": int(config["n"]),
+        "seeds": list(config["seeds"]),
+        "trial_ids": list(config["trial_ids"]),
+        **{k: config.get(k) for k in exp.knobs},
+    }
+    for m in dict.fromkeys([*exp.metrics, "test_accuracy"]):
+        if f"{m}_mean" in config:
+            record.update({m: config[f"{m}_mean"], f"{m}_mean": config[f"{m}_mean"]})
+            record[f"{m}_std"] = config[f"{m}_std"]
+    return plain(record)
+
+
 def summary_json(analysis: Analysis) -> dict[str, Any]:
-    """summary.json: counts, left out, baselines, dominance, hypervolume, knee and front."""
-    exp, knee = analysis.experiment, analysis.knee
-    trial_columns = ["trial_id", "seed", *exp.knobs, *exp.metrics, "test_accuracy"]
+    """summary.json: counts, left out, baselines, dominance, hypervolume, knee and front.
+
+    `knee` and `front` are configurations (`config_record`), chosen as `choice_basis` says:
+    among confirmed configurations by their means when any exist, else among single runs.
+    """
+    exp, knee = analysis.experiment, analysis.knee_config
     left_columns = ["trial_id", "pipeline", "status", "reason", "epochs_done", "epochs_planned"]
     summary = {
         "experiment": str(exp.path),
@@ -100,8 +122,9 @@ def summary_json(analysis: Analysis) -> dict[str, Any]:
         "baselines": analysis.baselines,
         "dominance": dominance_json(analysis),
         "hypervolume": hypervolume_json(analysis),
-        "knee": None if knee is None else {**trial_record(knee, trial_columns), "rule": KNEE_RULE},
-        "front": [trial_record(r, trial_columns) for _, r in analysis.front.iterrows()],
+        "choice_basis": analysis.basis,
+        "knee": None if knee is None else {**config_record(analysis, knee), "rule": KNEE_RULE},
+        "front": [config_record(analysis, c) for _, c in analysis.front_configs.iterrows()],
         "confirmed_dominance": (
             analysis.verdict.confirmed_dominance
             if analysis.verdict is not None

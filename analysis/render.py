@@ -16,6 +16,7 @@ from analysis.plots import BaselineMean, ConfigMean, PlotData, Points
 # One colour per group, shared by both renderers so the PNG and the HTML read alike.
 COLOURS = {
     "MixTraining, dominated": "#6baed6",
+    "MixTraining runs": "#6baed6",
     "MixTraining Pareto front": "#08519c",
     "SSL+SL": "#d95f02",
     "SL": "#1b9e77",
@@ -107,7 +108,7 @@ def draw_png(data: PlotData, path: Path) -> None:
         label = CONFIRMED if i == 0 else None  # one legend entry for all of them
         ax.errorbar(c.x, c.y, yerr=c.y_err, xerr=c.x_err, label=label, zorder=4, **_mpl_config(c))
     if data.knee is not None:
-        label = f"knee (trial {data.knee.ids[0]})"
+        label = data.knee.label
         star = {"marker": "*", "s": 260, "color": "gold", "edgecolors": "black"}
         ax.scatter(data.knee.x, data.knee.y, label=label, zorder=5, **star)
     ax.margins(0.08)  # room for the knee star and the id labels at the edges

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from analysis.choose import SINGLE_RUN_WARNING, config_scores, mean_text
+from analysis.configs import BASIS_TEXT, BY_CONFIG, BY_RUN, MIX
 from analysis.fmt import epochs_text, fmt_delta, fmt_value, md_table, param_text, yes_no
 from analysis.hypervolume import KNEE_RULE, REFERENCE_RULE
 from analysis.records import last_line
@@ -61,13 +63,37 @@ def headline(analysis: Analysis) -> list[str]:
             "(rho * min(epochs_ssl, epochs_sl) < 1): "
             "they trained exactly as SSL+SL does"
         )
-    knee = analysis.knee
-    knee_values = ", ".join(f"{m} {fmt_value(m, knee[m])}" for m in exp.metrics)
-    lines.append(
-        f"Pareto front: {len(analysis.front)} trial(s); knee {knee['trial_id']} ({knee_values})"
-    )
+    lines += choice_lines(analysis)
     if analysis.verdict is not None:  # only seed-confirmed claims make the headline
         lines += headline_lines(analysis.verdict)
+    return lines
+
+
+def choice_lines(analysis: Analysis) -> list[str]:
+    """The front and knee, over configurations (or single runs, with a warning)."""
+    exp, knee = analysis.experiment, analysis.knee_config
+    if knee is None:
+        return []
+    front = analysis.front_configs
+    seeds = ", ".join(str(s) for s in knee["seeds"])
+    scores = config_scores(knee, exp.metrics)
+    if analysis.basis == BY_RUN:
+        return [
+            f"Pareto front: {len(front)} single run(s); knee trial {knee['trial_ids'][0]} "
+            f"(configuration {knee['config_id']}, seed {seeds}: {scores})",
+            f"Single runs: {SINGLE_RUN_WARNING}",
+        ]
+    lines = [
+        f"Pareto front: {len(front)} configuration(s) over {BASIS_TEXT[analysis.basis]}; "
+        f"knee {knee['config_id']} ({scores}; seeds {seeds})"
+    ]
+    configs = analysis.verdict.configs if analysis.verdict is not None else front
+    single = int(((configs["pipeline"] == MIX) & ~configs["confirmed"]).sum())
+    if analysis.basis == BY_CONFIG and single:
+        lines.append(
+            f"{single} single-seed configuration(s) are shown but not chosen from "
+            "(`tune-app export --include-unconfirmed` lets them in)"
+        )
     return lines
 
 
@@ -111,21 +137,32 @@ def left_out_table(analysis: Analysis) -> list[str]:
 
 
 def front_section(analysis: Analysis) -> list[str]:
+    """The chosen front: one row per configuration, its seeds' means ± std."""
     exp = analysis.experiment
-    lines = ["## Pareto front (complete MixTraining trials)", ""]
-    if analysis.front.empty:
+    lines = ["## Pareto front", ""]
+    if analysis.front_configs.empty:
         return lines + ["No complete MixTraining trial, so no front.", ""]
+    won = analysis.verdict.confirmed_dominance if analysis.verdict is not None else {}
     compare = [p for p in COMPARED if p in analysis.baselines]
-    headers = ["trial", *exp.knobs, *exp.metrics, "test_accuracy"]
-    headers += [f"dominates {PIPELINE_NAMES[p]}" for p in compare] + ["knee"]
+    shown = list(dict.fromkeys([*exp.metrics, "test_accuracy"]))
+    headers = ["config", "trials", *exp.knobs, "seeds", *shown]
+    headers += [f"confirmed to dominate {PIPELINE_NAMES[p]}" for p in compare] + ["knee"]
     rows = []
-    for _, r in analysis.front.iterrows():
-        cells = [r["trial_id"], *(fmt_value(k, r[k]) for k in exp.knobs)]
-        cells += [fmt_value(m, r[m]) for m in (*exp.metrics, "test_accuracy")]
-        cells += ["yes" if r[f"dominates_{p}"] else "no" for p in compare]
-        rows.append([*cells, "*" if r["knee"] else ""])
-    knee = f"Knee (*): {KNEE_RULE}. Test accuracy is shown, never used to choose."
-    return lines + [md_table(headers, rows), "", knee, ""]
+    for _, c in analysis.front_configs.iterrows():
+        cells = [c["config_id"], ", ".join(c["trial_ids"])]
+        cells += [*(fmt_value(k, c[k]) for k in exp.knobs), ", ".join(map(str, c["seeds"]))]
+        cells += [mean_text(c, m) for m in shown]
+        cells += [
+            yes_no(c["config_id"] in won.get(p, [])) if c["n"] > 1 else "single run"
+            for p in compare
+        ]
+        cells += ["*" if c["knee"] else ""]
+        rows.append(cells)
+    note = (
+        f"Chosen over {BASIS_TEXT[analysis.basis]}: values are means ± sample std over seeds. "
+        f"Knee (*): {KNEE_RULE}. Test accuracy is shown, never used to choose."
+    )
+    return lines + [md_table(headers, rows), "", note, ""]
 
 
 def versus_section(analysis: Analysis, pipeline: str) -> list[str]:
@@ -239,7 +276,8 @@ def report_markdown(analysis: Analysis, extra: list[str] | None = None) -> str:
         "`pareto.png` and `pareto.html` (the plot; hover for each trial's knobs; the page also "
         "has the importance bars, parallel coordinates, slices and hypervolume history), "
         "`importance.png`, `parallel_coordinates.png`, `slices.png`, `hypervolume_history.png`, "
-        "`pareto.parquet` (the front, keyed by trial_id), `summary.json` (every number above).",
+        "`pareto.parquet` (every trial of the front's configurations, keyed by trial_id), "
+        "`summary.json` (every number above).",
         "",
     ]
     return "\n".join(lines)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.configs import config_ids
-from analysis.hypervolume import hypervolume, knee_index, reference_point
+from analysis.configs import BY_RUN, config_ids
+from analysis.hypervolume import hypervolume, reference_point
 from analysis.load import Experiment
-from analysis.pareto import dominates, pareto_mask, to_minimize
+from analysis.pareto import dominates, to_minimize
 from analysis.verdict import Verdict, build_verdict
 
 MIX = "mixtraining"
@@ -25,7 +25,9 @@ PIPELINE_NAMES = {MIX: "MixTraining", "ssl_sl": "SSL+SL", "sl": "SL"}
 class Analysis:
     """The results of `analyze`; every table holds trials.parquet columns plus derived ones.
 
-    `mix` has one row per complete MixTraining trial with `on_front`, `knee`,
+    The answer (front, knee, export) is chosen among configurations, not trials: see
+    `front_configs` and `basis`. `mix` has one row per complete MixTraining trial with
+    `on_front` / `knee` (the trial belongs to a front / the knee configuration),
     `dominates_<pipeline>` and `<metric>_vs_<pipeline>` (trial minus baseline mean) columns.
     `verdict` holds the configuration-level results (seed-confirmed claims); see
     `analysis.verdict`.
@@ -41,13 +43,33 @@ class Analysis:
     verdict: Verdict | None = None
 
     @property
-    def front(self) -> pd.DataFrame:
-        return self.mix[self.mix["on_front"]]
+    def basis(self) -> str:
+        """What the front and knee were chosen among (`analysis.configs.BY_*`)."""
+        return BY_RUN if self.verdict is None else self.verdict.basis
 
     @property
-    def knee(self) -> pd.Series | None:
-        rows = self.mix[self.mix["knee"]]
+    def front_configs(self) -> pd.DataFrame:
+        """The MixTraining configurations on the front (means over seeds), fastest first."""
+        if self.verdict is None:
+            return pd.DataFrame()
+        configs = self.verdict.configs
+        front = configs[configs["on_front"]]
+        last = f"{self.experiment.metrics[-1]}_mean"
+        sign = 1 if self.experiment.goals[-1] == "minimize" else -1
+        return front.iloc[np.argsort(sign * front[last].to_numpy(dtype=float), kind="stable")]
+
+    @property
+    def knee_config(self) -> pd.Series | None:
+        """The knee configuration (`analysis.hypervolume.KNEE_RULE` over `front_configs`)."""
+        if self.verdict is None:
+            return None
+        rows = self.verdict.configs[self.verdict.configs["knee"]]
         return rows.iloc[0] if len(rows) else None
+
+    @property
+    def front(self) -> pd.DataFrame:
+        """The complete trials of the front configurations (every seed of each)."""
+        return self.mix[self.mix["on_front"]]
 
 
 def left_out_reason(table: pd.DataFrame, metrics: list[str]) -> pd.Series:
@@ -94,33 +116,16 @@ def baseline_stats(done: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str
     return out
 
 
-def knee_mask(
-    costs: np.ndarray, on_front: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None
-) -> np.ndarray:
-    knee = np.zeros(len(costs), dtype=bool)
-    front_idx = np.flatnonzero(on_front)
-    if len(front_idx):
-        knee[front_idx[knee_index(costs[front_idx], bounds)]] = True
-    return knee
-
-
-def mark_mix(
-    mix: pd.DataFrame,
-    exp: Experiment,
-    baselines: dict[str, dict],
-    bounds: tuple[np.ndarray, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """Add front, knee, dominance and margin columns to the complete MixTraining trials.
+def mark_mix(mix: pd.DataFrame, exp: Experiment, baselines: dict[str, dict]) -> pd.DataFrame:
+    """Add dominance and margin columns to the complete MixTraining trials.
 
     Rows come back sorted by the last objective, then the first (lower-is-better): in the
-    pinned order that reads fastest first, and a knee tie goes to the earlier row. `bounds`
-    (best, worst lower-is-better values over all complete trials) normalise the knee fallback.
+    pinned order that reads fastest first. (Front and knee are chosen over configurations:
+    `analyze_experiment` marks the trials of the chosen ones.)
     """
     costs = to_minimize(mix[exp.metrics].to_numpy(dtype=float), exp.goals)
     order = np.lexsort(costs.T) if len(mix) else np.zeros(0, dtype=int)
     mix, costs = mix.iloc[order].copy(), costs[order]
-    mix["on_front"] = pareto_mask(mix[exp.metrics].to_numpy(dtype=float), exp.goals)
-    mix["knee"] = knee_mask(costs, mix["on_front"].to_numpy(), bounds)
     for pipeline, stats in baselines.items():
         mean = np.array([stats[m]["mean"] for m in exp.metrics])
         mean_cost = to_minimize(mean, exp.goals)[0]
@@ -156,20 +161,40 @@ def hypervolumes(
     return natural, out
 
 
-def analyze_experiment(exp: Experiment) -> Analysis:
-    """Everything `tune-app analyze` reports, computed from one loaded experiment."""
+# Summarised per configuration beside the objectives: shown with a choice, filters fall back.
+EXTRAS = ("val_accuracy", "test_accuracy", "train_latency_s", "calibrated_latency_s")
+
+
+def analyze_experiment(exp: Experiment, include_unconfirmed: bool = False) -> Analysis:
+    """Everything `tune-app analyze` reports, computed from one loaded experiment.
+
+    Args:
+        exp: the loaded experiment.
+        include_unconfirmed: let single-seed configurations onto the front even when
+            confirmed ones exist (`tune-app export --include-unconfirmed`).
+    """
     table = exp.table.copy()
     table["reason"] = left_out_reason(table, exp.metrics)
     table["config_id"] = config_ids(table, exp.space)
     done = table[table["reason"].isna()].drop(columns="reason")
     left_out = table[table["reason"].notna()]
     baselines = baseline_stats(done, exp.metrics)
-    all_costs = to_minimize(done[exp.metrics].to_numpy(dtype=float), exp.goals)
-    bounds = (all_costs.min(axis=0), all_costs.max(axis=0)) if len(done) else None
-    mix = mark_mix(done[done["pipeline"] == MIX], exp, baselines, bounds)
+    mix = mark_mix(done[done["pipeline"] == MIX], exp, baselines)
     mix["no_mix_epoch"] = without_mix_epoch(mix, exp.space)
     reference, volumes = hypervolumes(done, mix, exp, baselines)
-    verdict = build_verdict(done, exp.metrics, exp.goals, exp.knobs, reference)
+    verdict = build_verdict(
+        done,
+        exp.metrics,
+        exp.goals,
+        exp.knobs,
+        reference,
+        include_unconfirmed=include_unconfirmed,
+        extras=EXTRAS,
+    )
+    # One answer everywhere: a trial is on the front when its configuration is.
+    configs = verdict.configs
+    mix["on_front"] = mix["config_id"].isin(set(configs.loc[configs["on_front"], "config_id"]))
+    mix["knee"] = mix["config_id"].isin(set(configs.loc[configs["knee"], "config_id"]))
     return Analysis(exp, done, mix, left_out, baselines, reference, volumes, verdict)
 
 

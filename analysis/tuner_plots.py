@@ -28,8 +28,9 @@ from analysis.load import read_results
 from analysis.pareto import to_minimize
 from analysis.summary import Analysis
 
-FINISH_ORDER = "finish time (each trial's last result.json timestamp)"
-TABLE_ORDER = "trials.parquet row order (no result.json timestamps found)"
+FINISH_ORDER = "the order they finished (each trial's last result.json timestamp)"
+TABLE_ORDER = "trials.parquet row order (some trial has no result.json timestamp)"
+CONFIRM_ROLE = "confirm"
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,18 @@ class Slice:
 
 @dataclass(frozen=True)
 class History:
-    """Hypervolume of the complete MixTraining trials finished so far, after each one."""
+    """Hypervolume of the complete MixTraining trials finished so far, after each one.
+
+    Every value uses one reference point (summary.json's), so the curve never decreases.
+    `confirm_from` is the 1-based count at which the first confirmation trial (a configuration
+    re-run with another seed) finished, or None when none is in the history.
+    """
 
     finished: list[int]
     hypervolume: list[float]
     ids: list[str]
     order: str
+    confirm_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,11 +116,21 @@ def slice_data(analysis: Analysis, knobs: list[str], choices: dict[str, list]) -
     return out
 
 
+def trial_results(path: Path, trial_id: str) -> list[dict[str, Any]]:
+    """A trial's result.json lines: `<exp>/<id>/` for the search phase, `<exp>/confirm*/<id>/`
+    for the confirmation phases (analysis.load.read_results skips a torn last line)."""
+    for folder in [path / trial_id, *sorted(path.glob(f"confirm*/{trial_id}"))]:
+        results = read_results(folder / "result.json")
+        if results:
+            return results
+    return []
+
+
 def finish_times(path: Path, trial_ids: list[str]) -> list[float] | None:
-    """Each trial's last reported timestamp from `<exp>/<trial_id>/result.json`, or None."""
+    """Each trial's last reported timestamp, or None if some trial has none."""
     times = []
     for tid in trial_ids:
-        results = read_results(path / str(tid) / "result.json")
+        results = trial_results(path, str(tid))
         stamp = results[-1].get("timestamp") if results else None
         if stamp is None:
             return None
@@ -121,26 +138,41 @@ def finish_times(path: Path, trial_ids: list[str]) -> list[float] | None:
     return times
 
 
+def history_note(h: History) -> str:
+    """What the history counts and in which order (shared by the PNG and the HTML)."""
+    order = "finishing order" if h.order == FINISH_ORDER else "table order (no timestamps)"
+    confirm = (
+        f"confirmation trials from no. {h.confirm_from} (dashed line)"
+        if h.confirm_from is not None
+        else "no confirmation trials"
+    )
+    return f"single runs in {order}; {confirm}; one reference point throughout"
+
+
 def history_data(analysis: Analysis) -> History:
     """Hypervolume (summary.json's reference point) after each complete MixTraining trial.
 
-    Trials are taken in finish order when every one has a result.json timestamp, else in the
-    table's order; the last value equals the front's hypervolume in summary.json.
+    Trials, the confirmation trials included, are taken in the order they finished when every
+    one has a result.json timestamp, else in the table's order; the last value equals the
+    MixTraining hypervolume in summary.json.
     """
     mix, exp = analysis.mix, analysis.experiment
     if mix.empty or analysis.reference is None:
         return History([], [], [], TABLE_ORDER)
-    ids = mix["trial_id"].tolist()
+    ids = mix["trial_id"].astype(str).tolist()
     times = finish_times(exp.path, ids)
     order = np.argsort(times, kind="stable") if times else np.arange(len(mix))
     costs = to_minimize(mix[exp.metrics].to_numpy(dtype=float), exp.goals)[order]
     ref = to_minimize(np.asarray(analysis.reference, dtype=float), exp.goals)[0]
     volumes = [hypervolume(costs[: k + 1], ref) for k in range(len(costs))]
+    roles = mix["role"].astype(str).to_numpy()[order] if "role" in mix else np.array([])
+    confirm = np.flatnonzero(roles == CONFIRM_ROLE)
     return History(
         list(range(1, len(costs) + 1)),
         volumes,
         [ids[i] for i in order],
         FINISH_ORDER if times else TABLE_ORDER,
+        int(confirm[0]) + 1 if len(confirm) else None,
     )
 
 
@@ -163,7 +195,15 @@ def tuner_plots(analysis: Analysis) -> TunerPlots:
 
 
 def tuner_json(plots: TunerPlots) -> dict[str, Any]:
-    """What summary.json gains: importance (see analysis.importance) and the hypervolume history."""
+    """What summary.json gains: importance (see analysis.importance) and the hypervolume
+    history, `[{"trials": n, "hypervolume": v}]` in finishing order, with its trial ids."""
     h = plots.history
-    history = {"order": h.order, "trials": h.ids, "hypervolume": h.hypervolume}
-    return {**importance_json(plots.importance), "hypervolume_history": history}
+    history = [
+        {"trials": n, "hypervolume": v} for n, v in zip(h.finished, h.hypervolume, strict=True)
+    ]
+    about = {"order": h.order, "trial_ids": h.ids, "confirmation_from": h.confirm_from}
+    return {
+        **importance_json(plots.importance),
+        "hypervolume_history": history,
+        "hypervolume_history_order": about,
+    }

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.tuner_plots import TunerPlots
+from analysis.tuner_plots import TunerPlots, history_note
 from analysis.tuner_render import DOMINATED, EVALUATOR_COLOURS, EVALUATOR_NAMES, FRONT, label
 
 
@@ -110,18 +110,30 @@ def slices_png(plots: TunerPlots, path: Path) -> None:
 
 
 def history_png(plots: TunerPlots, path: Path) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     h = plots.history
     fig = _figure(6.5, 3.8)
     ax = fig.add_subplot()
-    ax.set_title("Hypervolume of the front as trials finished", fontsize=11)
+    ax.set_title("Hypervolume of the MixTraining trials as they finished", fontsize=11)
     if not h.finished:
         _empty(ax, "No complete MixTraining trial")
     else:
         ax.step(h.finished, h.hypervolume, where="post", color=FRONT)
         ax.plot(h.finished, h.hypervolume, "o", color=FRONT, ms=4)
-        ax.set(xlabel="complete MixTraining trials finished", ylabel="hypervolume")
+        if h.confirm_from is not None:
+            ax.axvline(h.confirm_from - 0.5, color="dimgray", ls="--", lw=1)
+            ax.annotate(
+                " confirmation trials",
+                (h.confirm_from - 0.5, 0.02),
+                fontsize=8,
+                xycoords=("data", "axes fraction"),
+                color="dimgray",
+            )
+        ax.set(xlabel="complete MixTraining trials finished", ylabel="hypervolume of the runs")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    fig.supxlabel(f"order: {h.order}", fontsize=8, color="dimgray")
+    fig.supxlabel(history_note(h), fontsize=8, color="dimgray")
     fig.savefig(path, format="png")
 
 

@@ -6,12 +6,13 @@ trade-off plot, sharing its one inlined copy of plotly.js (the page still opens 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from analysis.plots import AXIS_LABELS
 from analysis.render import COLOURS
-from analysis.tuner_plots import History, ParallelData, Slice, TunerPlots
+from analysis.tuner_plots import History, ParallelData, Slice, TunerPlots, history_note
 
 # Grey, not pareto.png's light blue, for dominated trials: dozens of overlapping lines need
 # more contrast with the front than two marker sizes do.
@@ -145,9 +146,13 @@ def history_figure(history: History) -> Any:
             "hypervolume %{y:.4g}<extra></extra>",
         )
     )
+    if history.confirm_from is not None:
+        fig.add_vline(x=history.confirm_from - 0.5, line_dash="dash", line_color="gray")
     fig.update_layout(
-        title=f"Hypervolume of the front as trials finished<br><sup>order: {history.order}</sup>",
+        title="Hypervolume of the MixTraining trials as they finished"
+        f"<br><sup>{history_note(history)}</sup>",
         xaxis_title="complete MixTraining trials finished",
+        xaxis_dtick=max(1, math.ceil(len(history.finished) / 12)),  # whole trials only
         yaxis_title="hypervolume (reference point as in summary.json)",
         template="plotly_white",
         height=460,

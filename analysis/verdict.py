@@ -18,9 +18,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.configs import MIX, group_configs, mark_config_front
+from analysis.configs import (
+    BY_RUN,
+    MIX,
+    choice_basis,
+    choice_pool,
+    group_configs,
+    mark_config_front,
+)
 from analysis.hypervolume import hypervolume
-from analysis.pareto import to_minimize
+from analysis.pareto import pareto_mask, to_minimize
 
 ALPHA = 0.05
 BASELINES = ("ssl_sl", "sl")  # the keys of `confirmed_dominance`
@@ -56,6 +63,7 @@ class Verdict:
     untestable: dict[str, str] = field(default_factory=dict)  # baseline -> why no claim
     unconfirmed_dominating: dict[str, list[str]] = field(default_factory=dict)
     hypervolume: dict[str, Any] = field(default_factory=dict)
+    basis: str = BY_RUN  # what `configs`' on_front and knee chose among (analysis.configs)
 
 
 def welch_one_sided(a: np.ndarray, b: np.ndarray, goal: str) -> tuple[float, float, float, float]:
@@ -281,7 +289,11 @@ def hypervolume_verdict(
     rng = np.random.default_rng(0)
     mix = configs[configs["pipeline"] == MIX]
     base = configs[configs["pipeline"] != MIX]
-    single_front = int((mix["on_front"] & ~mix["confirmed"]).sum())
+    # Which single-seed configurations shape the volume: those non-dominated among all
+    # MixTraining means (the chosen front may leave them out; the volume does not).
+    means = mix[[f"{m}_mean" for m in metrics]].to_numpy(dtype=float)
+    shaping = pareto_mask(means, goals) if len(mix) else np.zeros(0, dtype=bool)
+    single_front = int((shaping & ~mix["confirmed"].to_numpy(dtype=bool)).sum())
     single_base = int((~base["confirmed"]).sum())
     out: dict[str, Any] = {
         "mixtraining": hypervolume_interval(
@@ -315,6 +327,8 @@ def build_verdict(
     knobs: Sequence[str],
     reference: np.ndarray | None = None,
     samples: int = BOOTSTRAP_SAMPLES,
+    include_unconfirmed: bool = False,
+    extras: Sequence[str] = (),
 ) -> Verdict:
     """The verdict of the complete trials (which must carry `config_id`).
 
@@ -324,11 +338,18 @@ def build_verdict(
         knobs: the searched knobs (copied onto the configuration rows).
         reference: the hypervolume reference point in natural units (None: no hypervolume).
         samples: bootstrap resamples (0 skips the interval, as the simulation test does).
+        include_unconfirmed: let single-seed configurations onto the front when confirmed
+            ones exist (`analysis.configs.choice_pool`).
+        extras: other metrics summarised per configuration (`group_configs`).
     """
     # Only the columns used: grouping a wide trials table copies every column of every group.
-    needed = ["trial_id", "config_id", "pipeline", "seed", *knobs, *metrics]
+    needed = ["trial_id", "config_id", "pipeline", "seed", *knobs, *metrics, *extras]
     done = done[[c for c in dict.fromkeys(needed) if c in done]]
-    configs = mark_config_front(group_configs(done, metrics, knobs), metrics, goals)
+    configs = group_configs(done, metrics, knobs, extras)
+    costs = to_minimize(done[list(metrics)].to_numpy(dtype=float), goals)
+    bounds = (costs.min(axis=0), costs.max(axis=0)) if len(done) else None
+    pool = choice_pool(configs, include_unconfirmed)
+    configs = mark_config_front(configs, metrics, goals, pool, bounds)
     tests, claims, untestable = dominance_tests(configs, done, metrics, goals)
     claims["p_holm"] = holm(claims["p"].to_numpy()) if len(claims) else []
     adjusted = claims.set_index(["config_id", "baseline"])["p_holm"]
@@ -345,4 +366,5 @@ def build_verdict(
         untestable,
         unconfirmed_winners(configs, metrics, goals),
         volumes,
+        choice_basis(configs, include_unconfirmed),
     )

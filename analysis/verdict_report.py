@@ -108,8 +108,9 @@ def verdict_section(verdict: Verdict, metrics: Sequence[str], knobs: Sequence[st
     lines += [f"- {line}" for line in headline_lines(verdict)] + [""]
     lines += [
         "A configuration is one recipe (pipeline, knobs, fixed settings); its seeds are grouped. "
-        "The front and knee here are over configuration means. A configuration with one seed is "
-        "shown but unconfirmed and never makes a claim.",
+        "The front and knee here are over configuration means, among the confirmed ones when "
+        "any exists. A configuration with one seed is shown but unconfirmed and never makes a "
+        "claim.",
         "",
         configs_table(verdict, metrics, knobs),
         "",

@@ -29,7 +29,7 @@ FILES = ("pareto.parquet", "summary.json", "pareto.png", "pareto.html", "report.
 DESCRIPTIONS = {
     "report.md": "the report: front, baselines, noise, hypervolume, knob importance",
     "summary.json": "every number of the report, importance included",
-    "pareto.parquet": "the front, keyed by trial_id",
+    "pareto.parquet": "the front's trials (every seed of its configurations), by trial_id",
     "pareto.png": "the trade-off plot",
     "pareto.html": "interactive trade-off plot, importance, parallel coordinates, slices, "
     "hypervolume history (opens offline)",
@@ -49,11 +49,13 @@ def written_lines(folder: Path) -> list[str]:
 
 
 def front_frame(analysis: Analysis) -> pd.DataFrame:
-    """pareto.parquet: the MixTraining front keyed by trial_id, with knee and dominance."""
+    """pareto.parquet: every trial of the front's configurations, keyed by trial_id, with its
+    `config_id`, `knee` (its configuration is the knee) and per-trial dominance columns."""
     exp, front = analysis.experiment, analysis.front
     derived = [c for c in front if c.startswith("dominates_") or "_vs_" in c]
     metrics = [m for m in FINAL_METRICS if m in front]
-    columns = ["trial_id", "pipeline", "seed", *exp.knobs, *metrics, "knee", *derived]
+    columns = ["trial_id", "config_id", "pipeline", "seed", *exp.knobs, *metrics, "knee"]
+    columns += derived
     return front[columns].reset_index(drop=True)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +50,14 @@ RESERVED = {
     "pipeline": "set per trial (mixtraining for searched trials, baselines.pipelines for the rest)",
     "seed": "set per trial by search.seed (searched trials) and baselines.seeds (baselines)",
 }
+
+
+CONTINUOUS = ("uniform", "log_uniform_values", "q_uniform")
+
+
+def e_mix(m: int, rho: float) -> int:
+    """MIX epochs of a plan with m = min(epochs_ssl, epochs_sl) (trainers.plan.phase_plan)."""
+    return phase_plan(m, m, rho)[1][1]
 
 
 class SpaceError(ValueError):
@@ -127,35 +134,49 @@ class SearchSpace:
         """Parameters the sampler chooses (everything but constants)."""
         return {n: p for n, p in self.parameters.items() if p.distribution != "constant"}
 
+    def mix_epochs_base(self) -> int | None:
+        """m = min(epochs_ssl, epochs_sl) when both are fixed and m > 0, else None: then
+        `rho` acts only through e_mix = floor(rho * m) (trainers.plan.phase_plan)."""
+        if {"epochs_ssl", "epochs_sl"} & set(self.searched):
+            return None
+        base = self.trial_config({})
+        m = min(base.epochs_ssl, base.epochs_sl)
+        return m if m > 0 else None
+
+    def rho_steps(self) -> list[float] | None:
+        """The values of a continuous `rho` range that give each distinct e_mix once, or None.
+
+        With fixed epochs, rho acts in steps: every rho with the same floor(rho * m) trains
+        the same recipe. The searcher is given one value per step instead of the range, so no
+        trial is spent on a recipe already run and every step, both ends included (e.g. rho =
+        1, the whole budget merged), can be drawn. Each value is the smallest rho of its step
+        (k / m), or the range's own minimum for the first step.
+        """
+        p, m = self.searched.get("rho"), self.mix_epochs_base()
+        if p is None or m is None or p.distribution not in CONTINUOUS:
+            return None
+        first, last = e_mix(m, p.min), e_mix(m, p.max)
+        return [float(p.min) if k == first else k / m for k in range(first, last + 1)]
+
     def no_mix_share(self) -> tuple[float, float] | None:
         """(rho limit, share of MixTraining trials below it) when the search can draw a rho that
         gives no MIX epoch, else None.
 
         With fixed epochs, e_mix = floor(rho * m) is 0 for rho < 1/m (m = min(epochs_ssl,
         epochs_sl)): such a trial trains exactly as the SSL+SL baseline of its seed. The share
-        is of the range for continuous distributions (of its logs for log_uniform_values) and
-        of the possible values otherwise. None too when epochs are searched or m is 0.
+        is of the values the searcher draws from (`rho_steps` for a continuous range). None
+        too when epochs are searched or m is 0.
         """
-        if {"epochs_ssl", "epochs_sl"} & set(self.searched):
+        m = self.mix_epochs_base()
+        if m is None:
             return None
-        base = self.trial_config({})
-        m = min(base.epochs_ssl, base.epochs_sl)
-        if m == 0:
-            return None
-        limit, p = 1.0 / m, self.searched.get("rho")
-        if p is None or p.distribution in ("categorical", "int_uniform"):
-            values = (
-                [base.rho]
-                if p is None
-                else list(p.values) or list(range(int(p.min), int(p.max) + 1))
-            )
-            share = sum(phase_plan(m, m, float(v))[1][1] == 0 for v in values) / len(values)
-        elif p.distribution == "log_uniform_values":
-            span = math.log(p.max) - math.log(p.min)
-            share = min(1.0, max(0.0, (math.log(limit) - math.log(p.min)) / span))
-        else:  # uniform, q_uniform
-            share = min(1.0, max(0.0, (limit - p.min) / (p.max - p.min)))
-        return (limit, share) if share > 0 else None
+        p = self.searched.get("rho")
+        if p is None:
+            values = [self.trial_config({}).rho]
+        else:
+            values = self.rho_steps() or list(p.values) or list(range(int(p.min), int(p.max) + 1))
+        share = sum(e_mix(m, float(v)) == 0 for v in values) / len(values)
+        return (1.0 / m, share) if share > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved YAML shape (defaults filled in); reading it back gives an equal space."""

@@ -275,7 +275,10 @@ def finished(tmp_path: Path) -> Path:
 def test_analysis_of_a_finished_experiment(finished: Path) -> None:
     a = analyze_experiment(load_experiment(finished))
     assert a.front["trial_id"].tolist() == FRONT_IDS
-    assert a.knee["trial_id"] == "m1"  # farthest from the line m3-m6 once normalised
+    # No configuration ran a second seed: the choice is over single runs, as it always was.
+    assert a.basis == "single runs"
+    assert a.front_configs["trial_ids"].tolist() == [[t] for t in FRONT_IDS]
+    assert a.knee_config["trial_ids"] == ["m1"]  # farthest from the line m3-m6 once normalised
     assert sorted(a.left_out["trial_id"]) == ["e1", "u1"]
     assert dict(zip(a.left_out["trial_id"], a.left_out["reason"], strict=True)) == {
         "e1": "errored",
@@ -351,7 +354,9 @@ def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture
     assert summary["hypervolume"]["reference_point"] == pytest.approx(
         {"val_accuracy": 0.68, "train_latency_s": 22.3}
     )
-    assert summary["knee"]["trial_id"] == "m1" and "normalise" in summary["knee"]["rule"]
+    assert summary["choice_basis"] == "single runs"
+    assert summary["knee"]["trial_ids"] == ["m1"] and "normalise" in summary["knee"]["rule"]
+    assert summary["knee"]["n"] == 1 and summary["knee"]["val_accuracy_std"] is None
     assert {"e1", "u1"} == {t["trial_id"] for t in summary["left_out"]}
     assert "RuntimeError: loss is nan" in json.dumps(summary["left_out"])
     report = (out / "report.md").read_text()
@@ -433,7 +438,7 @@ def test_pareto_html_holds_the_tuner_figures(finished: Path) -> None:
     (history,), _ = figures["tuner-history"]
     summary = json.loads((out / "summary.json").read_text())
     assert history["y"][-1] == pytest.approx(summary["hypervolume"]["mixtraining"])
-    assert summary["hypervolume_history"]["hypervolume"] == history["y"]
+    assert [h["hypervolume"] for h in summary["hypervolume_history"]] == history["y"]
     assert set(summary["importance"]) == {"val_accuracy", "train_latency_s"}
     assert set(summary["importance"]["val_accuracy"]) == set(KNOBS)
     assert summary["importance_detail"]["trials"] == 6
@@ -507,7 +512,7 @@ def test_partial_experiment_from_ray_files(tmp_path: Path, with_state: bool, cap
     assert summary["counts"]["left_out"] == {"errored": 1, "unfinished": 2}
     assert summary["source"].startswith("Ray result files")
     assert summary["counts"]["mixtraining_without_mix_epoch"] == 1  # r1: floor(0.4 * 2) = 0
-    assert [t["trial_id"] for t in summary["front"]] == ["r1"]
+    assert [t["trial_ids"] for t in summary["front"]] == [["r1"]]
     assert summary["dominance"]["ssl_sl"]["dominated_by"] == ["r1"]
     assert "Ray result files" in (exp / "analysis" / "report.md").read_text()
 

@@ -9,9 +9,10 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from test_analysis import FINISHED, ray_trial, write_experiment
+from test_analysis import FINISHED, ray_trial, trial, write_experiment
 
 from analysis import analyze_experiment, load_experiment
+from analysis.hypervolume import hypervolume_2d
 from analysis.importance import (
     MIN_TRIALS,
     PRIMARY,
@@ -20,7 +21,9 @@ from analysis.importance import (
     importance_markdown,
     param_importance,
 )
-from analysis.tuner_plots import FINISH_ORDER, TABLE_ORDER, tuner_plots
+from analysis.pareto import to_minimize
+from analysis.tuner_plots import FINISH_ORDER, TABLE_ORDER, tuner_json, tuner_plots
+from analysis.tuner_render import history_figure
 
 PARAMETERS = {
     "alpha": {"distribution": "uniform", "min": 0.05, "max": 0.95},
@@ -178,6 +181,56 @@ def test_hypervolume_history_follows_finish_time(tmp_path) -> None:
     assert h.order == FINISH_ORDER and h.ids == ["b", "c", "a"]
     assert h.hypervolume[0] < h.hypervolume[1] < h.hypervolume[2]
     assert h.hypervolume[-1] == pytest.approx(a.hypervolume["mixtraining"])
+
+
+def test_hypervolume_history_of_a_finished_search_with_a_confirmation_phase(tmp_path) -> None:
+    """A search's folder as Ray leaves it: trials.parquet, search trials' result.json at the
+    top, confirmation trials' under confirm/. Finishing order is m2, m1, m3 (search), then the
+    confirmation seeds m1s1 and m3s1 (m3s1's lucky seed extends the front); m4 finished last
+    among the search trials in the table but first in time."""
+    rows, stamps = [], {"m4": 50, "m2": 100, "m1": 200, "m3": 300, "m1s1": 400, "m3s1": 500}
+    for tid, acc, lat, seed, alpha in [
+        ("m1", 0.80, 10.0, 0, 0.2),
+        ("m2", 0.70, 8.0, 0, 0.4),
+        ("m3", 0.85, 20.0, 0, 0.6),
+        ("m4", 0.60, 30.0, 0, 0.8),  # dominated: adds nothing when it finishes
+        ("m1s1", 0.78, 10.0, 1, 0.2),
+        ("m3s1", 0.95, 20.0, 1, 0.6),
+    ]:
+        row = trial(tid, acc, lat, seed=seed, alpha=alpha)
+        row["role"] = "confirm" if seed else "search"
+        rows.append(row)
+    rows += [trial("b0", 0.65, 9.0, "sl", 0), trial("b1", 0.66, 9.0, "sl", 1)]
+    exp = write_experiment(tmp_path / "e", rows)
+    for row in rows:
+        if row["pipeline"] == "mixtraining":
+            root = exp / "confirm" if row["role"] == "confirm" else exp
+            epochs = [{"timestamp": stamps[row["trial_id"]] - 4 + e} for e in range(1, 5)]
+            ray_trial(root, row["trial_id"], {"alpha": row["alpha"]}, epochs, planned=4)
+    with (exp / "confirm" / "m3s1" / "result.json").open("a") as torn:  # a killed writer's line
+        torn.write('{"epoch": 5, "times')
+    a = analyze_experiment(load_experiment(exp))
+    h = tuner_plots(a).history
+    assert h.order == FINISH_ORDER
+    assert h.ids == ["m4", "m2", "m1", "m3", "m1s1", "m3s1"]
+    assert h.finished == [1, 2, 3, 4, 5, 6] and h.confirm_from == 5
+    assert all(b >= x for x, b in zip(h.hypervolume, h.hypervolume[1:], strict=False))
+    ref = to_minimize(np.asarray(a.reference, dtype=float), ["maximize", "minimize"])[0]
+    values = {r["trial_id"]: (-r["val_accuracy"], r["train_latency_s"]) for r in rows}
+    expected = [
+        hypervolume_2d(np.array([values[t] for t in h.ids[: k + 1]]), ref) for k in range(6)
+    ]
+    assert h.hypervolume == pytest.approx(expected)  # one reference point throughout
+    assert h.hypervolume[1] > h.hypervolume[0] and h.hypervolume[5] > h.hypervolume[4]
+    assert h.hypervolume[4] == h.hypervolume[3]  # m1s1 is dominated by m1: no growth
+    summary = tuner_json(tuner_plots(a))
+    assert summary["hypervolume_history"] == [
+        {"trials": n, "hypervolume": pytest.approx(v)}
+        for n, v in zip(h.finished, expected, strict=True)
+    ]
+    assert summary["hypervolume_history_order"]["confirmation_from"] == 5
+    figure = history_figure(h)
+    assert figure.layout.xaxis.dtick == 1  # whole trials: no tick at 2.5
 
 
 def test_importing_analysis_loads_no_optuna_plotly_or_matplotlib() -> None:

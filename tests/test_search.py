@@ -19,7 +19,7 @@ from search_spaces import load_space
 from tune_app.cli import main
 from tune_app.driver import RAY_ENV
 from tune_app.location import locate
-from tune_app.searcher import build_searcher
+from tune_app.searcher import build_searcher, optuna_space
 from tune_app.wandb_records import read_run, run_files
 
 
@@ -110,6 +110,30 @@ def test_sampler_seed_reproduces_configs_and_baselines_come_first(tmp_path: Path
     other = load_space(str(write_space(tmp_path)), {"search.seed": 1})
     (tmp_path / "2").mkdir()
     assert drive(build_searcher(other, tmp_path / "2", "s"), 6)[2:] != runs[0][2:6]
+
+
+def test_the_default_space_draws_rho_from_its_e_mix_steps_and_covers_them(tmp_path: Path) -> None:
+    """At 4 + 4 epochs rho acts through e_mix = floor(4 * rho): the searcher is given one value
+    per step (rho = 1 included, which a continuous draw never gives), and the default search's
+    12 samples spread over all four recipes. The stand-in objective: more MIX epochs are
+    cheaper and slightly less accurate, so no step dominates the others."""
+    space = load_space("vit_mix.yaml")
+    searcher = build_searcher(space, tmp_path, "s")
+    rhos = []
+    for i in range(len(space.baseline_seeds) * len(space.baseline_pipelines) + space.num_samples):
+        config = searcher.suggest(f"t{i}")
+        steps = int(4 * config.get("rho", 0) + 1e-9)
+        if config["pipeline"] == "mixtraining":
+            rhos.append(config["rho"])
+        result = {"val_accuracy": 0.7 - 0.01 * steps, "calibrated_latency_s": 30.0 - 2 * steps}
+        searcher.on_trial_complete(f"t{i}", result=result)
+    assert len(rhos) == space.num_samples
+    assert set(rhos) == {0.25, 0.5, 0.75, 1.0}  # every step drawn, each exactly its value
+    counts = pd.Series(rhos).value_counts()
+    assert counts.max() <= space.num_samples // 2  # spread, not piled on one step
+    dist = optuna_space(space)["rho"]
+    assert isinstance(dist, optuna.distributions.CategoricalDistribution)
+    assert list(dist.choices) == [0.25, 0.5, 0.75, 1.0]
 
 
 def test_crashed_trial_resumes_from_its_checkpoint(local_ray, tmp_path, monkeypatch) -> None:
@@ -217,11 +241,14 @@ def test_dry_run_lists_the_confirmation_phase_after_the_sampled_one(tmp_path: Pa
     assert main(["search", "--space", space, "--dry-run"]) == 0
     trials = json.loads(capsys.readouterr().out)["trials"]
     assert len(trials) == 6 + 1 + 1  # baselines per seed, the sampled phase, then confirmation
-    assert trials[6] == {
+    assert {k: v for k, v in trials[6].items() if k != "steps"} == {
         "pipeline": "mixtraining",
         "count": 3,
         "searched": sorted(SPACE["parameters"]),
     }
+    # rho in [0.5, 1] at 2 + 2 epochs acts in two steps: e_mix 1 and 2
+    assert trials[6]["steps"]["rho"]["values"] == [0.5, 1.0]
+    assert trials[6]["steps"]["rho"]["e_mix"] == [1, 2]
     confirm = trials[7]
     assert confirm["role"] == "confirm" and confirm["pipeline"] == "mixtraining"
     assert (confirm["top_k"], confirm["seeds"], confirm["count"]) == (2, [1, 2], 4)
@@ -237,7 +264,8 @@ def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -
     args = ["search", "--space", space, "--dry-run", "--set", "parameters.rho.min=0.0"]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "rho < 0.5 gives no MIX epoch" in err and "about 50% of the MixTraining" in err
+    # rho is drawn from its steps 0, 0.5, 1 (one per e_mix): one in three has no MIX epoch
+    assert "rho < 0.5 gives no MIX epoch" in err and "about 33% of the MixTraining" in err
     assert "--set parameters.rho.min=0.5" in err
 
 

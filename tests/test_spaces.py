@@ -138,11 +138,12 @@ def test_other_bundled_spaces_differ_from_vit_mix_where_they_should() -> None:
 @pytest.mark.parametrize(
     ("rho", "epochs", "expected"),
     [
-        ("{distribution: uniform, min: 0.0, max: 1.0}", (4, 4), (0.25, 0.25)),
-        ("{distribution: uniform, min: 0.0, max: 0.5}", (6, 4), (0.25, 0.5)),
+        # A continuous range is searched as one value per e_mix step (rho_steps).
+        ("{distribution: uniform, min: 0.0, max: 1.0}", (4, 4), (0.25, 1 / 5)),
+        ("{distribution: uniform, min: 0.0, max: 0.5}", (6, 4), (0.25, 1 / 3)),
         ("{distribution: uniform, min: 0.25, max: 1.0}", (4, 4), None),
         ("{distribution: uniform, min: 0.1, max: 0.2}", (3, 3), (1 / 3, 1.0)),
-        ("{distribution: log_uniform_values, min: 0.01, max: 1.0}", (10, 10), (0.1, 0.5)),
+        ("{distribution: log_uniform_values, min: 0.01, max: 1.0}", (10, 10), (0.1, 1 / 11)),
         ("{values: [0.0, 0.2, 0.3, 0.34, 1.0]}", (3, 3), (1 / 3, 0.6)),
         ("{value: 0.0}", (4, 4), (0.25, 1.0)),
         ("{value: 0.5}", (4, 4), None),
@@ -160,17 +161,17 @@ def test_no_mix_share_is_the_share_of_rho_draws_without_a_mix_epoch(
         assert found is None
         return
     assert found == pytest.approx(expected)
-    # The same share by brute force: draw rho as the sampler would and count plans with no MIX.
-    param, rng = space.parameters["rho"], np.random.default_rng(0)
-    if param.distribution == "uniform":
-        draws = rng.uniform(param.min, param.max, 20_000)
-    elif param.distribution == "log_uniform_values":
-        draws = np.exp(rng.uniform(*np.log([param.min, param.max]), 20_000))
+    # The same share by brute force: a continuous range offers each distinct e_mix once (a
+    # fine grid over the range finds them all); a list offers each of its values.
+    param, m = space.parameters["rho"], min(epochs)
+    if param.distribution in ("uniform", "log_uniform_values"):
+        grid = np.linspace(param.min, param.max, 20_001)
+        steps = sorted({phase_plan(m, m, float(r))[1][1] for r in grid})
+        share = (steps[0] == 0) / len(steps)
     else:
         draws = list(param.values) or [param.value]
-    m = min(epochs)
-    empty = [phase_plan(m, m, float(r))[1][1] == 0 for r in draws]
-    assert sum(empty) / len(empty) == pytest.approx(expected[1], abs=0.01)
+        share = sum(phase_plan(m, m, float(r))[1][1] == 0 for r in draws) / len(draws)
+    assert share == pytest.approx(expected[1], abs=0.01)
 
 
 def test_searched_epochs_or_no_ssl_epochs_have_no_share(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ hypervolume intervals; each against a closed form or brute force, plus edge case
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -17,6 +16,7 @@ from test_analysis import FINISHED, trial, write_experiment
 
 from analysis import analyze_experiment, load_experiment
 from analysis.configs import config_id, config_ids, group_configs, mark_config_front
+from analysis.hypervolume import knee_index
 from analysis.plots import plot_data
 from analysis.verdict import build_verdict, holm, interval_ahead, welch_one_sided
 from analysis.verdict_report import hypervolume_line
@@ -305,13 +305,24 @@ def test_pareto_html_draws_unconfirmed_and_confirmed_differently(tmp_path: Path)
 
 
 def test_single_seed_front_is_the_trial_front(tmp_path: Path) -> None:
-    """With one seed per configuration, the configuration front equals the per-trial front."""
+    """With one seed per configuration the choice is over single runs and equals a per-trial
+    choice made from scratch: the trials' own front, and its knee by the same rule."""
     a = analyze_experiment(load_experiment(write_experiment(tmp_path / "f", FINISHED)))
-    configs = a.verdict.configs
-    front_ids = set(itertools.chain(*configs.loc[configs["on_front"], "trial_ids"]))
-    assert front_ids == set(a.front["trial_id"])
-    knee = configs.loc[configs["knee"], "trial_ids"].iloc[0]
-    assert knee == [a.knee["trial_id"]]
+    assert a.basis == "single runs"
+    values = a.mix[METRICS].to_numpy(dtype=float)
+    brute = [i for i, v in enumerate(values) if not any(dominates_brute(w, v) for w in values)]
+    assert set(a.front["trial_id"]) == set(a.mix["trial_id"].iloc[brute])
+    costs = np.column_stack([-values[brute, 0], values[brute, 1]])
+    order = np.lexsort(costs.T)  # fastest first, as the per-trial ranking was
+    done = np.column_stack([-a.done["val_accuracy"], a.done["train_latency_s"]]).astype(float)
+    knee = knee_index(costs[order], (done.min(axis=0), done.max(axis=0)))
+    assert a.knee_config["trial_ids"] == [a.mix["trial_id"].iloc[brute[order[knee]]]]
+
+
+def dominates_brute(a: np.ndarray, b: np.ndarray) -> bool:
+    """(accuracy up, latency down): a is no worse anywhere and better somewhere."""
+    no_worse = a[0] >= b[0] and a[1] <= b[1]
+    return bool(no_worse and (a[0] > b[0] or a[1] < b[1]))
 
 
 def test_trials_parquet_rows_carry_role_and_the_config_id_analysis_computes(tmp_path) -> None:

@@ -9,8 +9,8 @@ selection that matches nothing) raises UserInputError: exit 2, nothing written.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,16 @@ from analysis import (
     analyze_experiment,
     load_experiment,
     provenance,
-    select_trials,
+    seed_trial,
+    select_configs,
     write_analysis,
 )
+from analysis.choose import SINGLE_RUN_WARNING, config_scores
+from analysis.configs import BY_RUN
 from analysis.records import plain
 from analysis.report import headline
 from analysis.write import written_lines
-from tune_app.settings import UserInputError, check_out_path, dump_yaml
+from tune_app.settings import UserInputError, check_out_path, dump_yaml, write_text_atomic
 
 # An execution detail of the search slot (threads per Ray CPU), not of the trial's recipe:
 # a standalone run should use every CPU it has (0).
@@ -111,43 +114,72 @@ def trial_settings(row: pd.Series) -> dict[str, Any]:
     return values
 
 
-def config_text(analysis: Analysis, row: pd.Series) -> str:
+@dataclass(frozen=True)
+class ExportRequest:
+    """What `tune-app export` was asked for (its options, less the experiment and --out)."""
+
+    select: str
+    max_latency: float | None = None
+    min_accuracy: float | None = None
+    seed: int | None = None  # which seed's run to write; None: the configuration's lowest
+    include_unconfirmed: bool = False
+
+
+def config_text(analysis: Analysis, config: pd.Series, trial: pd.Series, how: str) -> str:
     """A standalone `tune-app train --config` file: provenance comment, then every setting."""
     from trainers import ConfigError, TrialConfig
 
     try:
-        config = TrialConfig.from_dict(trial_settings(row))
+        loaded = TrialConfig.from_dict(trial_settings(trial))
     except ConfigError as e:
-        raise UserInputError(f"trial {row['trial_id']}: its settings do not load: {e}") from e
-    settings = {k: v for k, v in config.to_dict().items() if k not in NOT_EXPORTED}
-    comment = "".join(f"# {line}\n" for line in provenance(analysis, row))
+        raise UserInputError(f"trial {trial['trial_id']}: its settings do not load: {e}") from e
+    settings = {k: v for k, v in loaded.to_dict().items() if k not in NOT_EXPORTED}
+    comment = "".join(f"# {line}\n" for line in provenance(analysis, config, trial, how))
     return comment + dump_yaml(settings)
 
 
 def export_targets(out: Path, ids: list[str], all_pareto: bool) -> list[Path]:
     if not all_pareto:
         return [out]
-    return [out.with_name(f"{out.stem}-{tid}{out.suffix or '.yaml'}") for tid in ids]
+    return [out.with_name(f"{out.stem}-{cid}{out.suffix or '.yaml'}") for cid in ids]
 
 
-def export_command(
-    experiment: str, select: str, max_latency: float | None, min_accuracy: float | None, out: str
-) -> int:
-    """Body of `tune-app export`: write the selected trial config(s); list what was written."""
-    check_out_path(out, "--out", folder=False)
+def chosen(experiment: str, request: ExportRequest) -> tuple[Analysis, list[tuple]]:
+    """The analysis and each chosen (configuration, trial of the requested seed).
+
+    Raises:
+        UserInputError: not an experiment, nothing matches, or a seed a configuration lacks.
+    """
     try:
-        analysis = analyze_experiment(load_experiment(experiment))
-        rows = select_trials(analysis, select, max_latency, min_accuracy)
-    except (ExperimentError, NoMatch) as e:
-        raise UserInputError(f"{experiment}: {e}" if isinstance(e, NoMatch) else str(e)) from e
-    texts = [config_text(analysis, r) for _, r in rows.iterrows()]  # all valid before writing
-    targets = export_targets(Path(out), rows["trial_id"].tolist(), select == "all-pareto")
+        exp = load_experiment(experiment)
+        analysis = analyze_experiment(exp, include_unconfirmed=request.include_unconfirmed)
+        configs = select_configs(
+            analysis, request.select, request.max_latency, request.min_accuracy
+        )
+        return analysis, [(c, seed_trial(analysis, c, request.seed)) for _, c in configs.iterrows()]
+    except ExperimentError as e:
+        raise UserInputError(str(e)) from e
+    except NoMatch as e:
+        raise UserInputError(f"{experiment}: {e}") from e
+
+
+def export_command(experiment: str, request: ExportRequest, out: str) -> int:
+    """Body of `tune-app export`: write the selected configuration(s); list what was written."""
+    check_out_path(out, "--out", folder=False)
+    analysis, picks = chosen(experiment, request)
+    # Every text is built (and its settings validated) before the first file is written.
+    texts = [config_text(analysis, c, t, request.select) for c, t in picks]
+    ids = [str(c["config_id"]) for c, _ in picks]
+    targets = export_targets(Path(out), ids, request.select == "all-pareto")
     for path, text in zip(targets, texts, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    for path, (_, row) in zip(targets, rows.iterrows(), strict=True):
-        metrics = f"val_accuracy {row['val_accuracy']:.4f}, {row['train_latency_s']:.2f} s"
-        print(f"{path}  (trial {row['trial_id']}: {metrics})")
+        write_text_atomic(path, text)
+    metrics = analysis.experiment.metrics
+    for path, (config, trial) in zip(targets, picks, strict=True):
+        print(
+            f"{path}  (configuration {config['config_id']}, {int(config['n'])} seed(s): "
+            f"{config_scores(config, metrics)}; settings of seed {trial['seed']}, "
+            f"trial {trial['trial_id']})"
+        )
+    if analysis.basis == BY_RUN:
+        print(f"tune-app export: note: {SINGLE_RUN_WARNING}", file=sys.stderr)
     return 0

@@ -16,7 +16,6 @@ trials after it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from search_spaces import SearchSpace
 from trainers import SetupError, TrialConfig
 from trainers.calibrate import Calibration, calibrate
+from tune_app.settings import write_text_atomic
 
 CALIBRATION_FILE = "calibration.json"
 # 1: one table, for the node it was measured on; 2: one table per node type ("by_hardware").
@@ -66,9 +66,7 @@ def write_calibrations(calibrations: dict[str, Calibration], path: Path) -> None
     """All tables, atomically (a crash leaves the old file or the new one, never half)."""
     by_hardware = {key: calibrations[key].to_dict() for key in sorted(calibrations)}
     data = {"version": FILE_VERSION, "by_hardware": by_hardware}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def parse_calibrations(data: dict[str, Any]) -> dict[str, Calibration]:

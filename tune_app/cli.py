@@ -114,24 +114,53 @@ def dashboard(experiment: str, port: int) -> int:
     "--select",
     required=True,
     type=click.Choice(["knee", "max-accuracy", "min-latency", "all-pareto"]),
-    help="Which front trial(s) to export.",
+    help="Which front configuration(s) to export (chosen by their means over seeds).",
 )
 @click.option(
-    "--max-latency", type=float, metavar="S", help="Keep trials with train_latency_s <= S seconds."
+    "--max-latency",
+    type=float,
+    metavar="S",
+    help="Keep configurations whose mean latency objective (calibrated_latency_s when the "
+    "space optimises it, else train_latency_s) is <= S seconds.",
 )
-@click.option("--min-accuracy", type=float, metavar="A", help="Keep trials with val_accuracy >= A.")
+@click.option(
+    "--min-accuracy",
+    type=float,
+    metavar="A",
+    help="Keep configurations with mean val_accuracy >= A.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    metavar="S",
+    help="Write the settings of the chosen configuration's run with this seed (default: its "
+    "lowest); seeds differ in nothing else.",
+)
+@click.option(
+    "--include-unconfirmed",
+    is_flag=True,
+    help="Let single-seed configurations onto the front even when confirmed ones exist.",
+)
 @click.option(
     "--out",
     required=True,
-    help="YAML file for `tune-app train --config`; all-pareto writes <stem>-<trial_id>.yaml.",
+    help="YAML file for `tune-app train --config`; all-pareto writes <stem>-<config_id>.yaml.",
 )
 def export(
-    experiment: str, select: str, max_latency: float | None, min_accuracy: float | None, out: str
+    experiment: str,
+    select: str,
+    max_latency: float | None,
+    min_accuracy: float | None,
+    seed: int | None,
+    include_unconfirmed: bool,
+    out: str,
 ) -> int:
-    """Export front trial(s) of an experiment as standalone run configs."""
-    from tune_app.analyze import export_command
+    """Export front configuration(s) of an experiment as standalone run configs."""
+    from tune_app.analyze import ExportRequest, export_command
 
-    return export_command(experiment, select, max_latency, min_accuracy, out)
+    request = ExportRequest(select, max_latency, min_accuracy, seed, include_unconfirmed)
+    return export_command(experiment, request, out)
 
 
 @cli.command()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.configs import config_id
+from analysis.configs import BASIS_TEXT, config_id
 from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
@@ -100,12 +100,17 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
         *stopped_lines(table),
     ]
     exp = found.experiment
-    if len(found.front):
-        columns = ["trial_id", *exp.knobs, *exp.metrics]
+    if len(found.front_configs):
+        columns = [
+            "config_id",
+            *exp.knobs,
+            "n",
+            *(f"{m}_{s}" for m in exp.metrics for s in ("mean", "std")),
+        ]
         lines += [
             "",
-            "Pareto front (complete MixTraining trials):",
-            found.front[columns].to_string(index=False, float_format=_fmt),
+            f"Pareto front ({BASIS_TEXT[found.basis]}; n = seeds):",
+            found.front_configs[columns].to_string(index=False, float_format=_fmt),
         ]
     base = found.done[found.done["pipeline"] != "mixtraining"]
     if len(base):

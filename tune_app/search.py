@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from search_spaces import SearchSpace, SpaceError, load_space
+from search_spaces.schema import e_mix
 from tune_app.claim import claim
 from tune_app.driver import say, set_ray_env
 from tune_app.location import Location, locate
@@ -52,9 +53,25 @@ def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
                 "pipeline": "mixtraining",
                 "count": space.num_samples,
                 "searched": sorted(space.parameters),
+                "steps": steps_plan(space),
             }
         ]
         + confirm_plan(space),
+    }
+
+
+def steps_plan(space: SearchSpace) -> dict[str, Any]:
+    """Knobs searched as steps (the dry-run shows which values the searcher draws from)."""
+    steps, m = space.rho_steps(), space.mix_epochs_base()
+    if steps is None or m is None:
+        return {}
+    return {
+        "rho": {
+            "values": steps,
+            "e_mix": [e_mix(m, v) for v in steps],
+            "why": f"rho acts only through e_mix = floor(rho * {m}) at these fixed epochs: one "
+            "value per distinct e_mix, both ends of the range included",
+        }
     }
 
 

@@ -54,7 +54,12 @@ def distribution(p: Param) -> optuna.distributions.BaseDistribution | None:
 
 
 def optuna_space(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The searched parameters as Optuna distributions. A `rho` range that acts in steps at
+    the space's fixed epochs is given as its steps (`SearchSpace.rho_steps`)."""
     dists = {name: distribution(p) for name, p in space.parameters.items()}
+    steps = space.rho_steps()
+    if steps is not None:
+        dists["rho"] = optuna.distributions.CategoricalDistribution(steps)
     return {name: d for name, d in dists.items() if d is not None}
 
 
