@@ -341,6 +341,9 @@ def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture
     assert "6 unconfirmed (single-seed) configurations make no claim (3 of them" in headline
     assert "1 errored, 1 unfinished" in headline
     assert "2 of the 6 MixTraining trials had no MIX epoch" in headline
+    # Confirmation off: the choice is today's (single runs), and the headline warns of it.
+    assert "Pareto front: 5 single run(s); knee trial m1" in headline
+    assert "Single runs: no configuration of this experiment ran a second seed" in headline
     front = pd.read_parquet(out / "pareto.parquet")
     assert front["trial_id"].tolist() == FRONT_IDS and front["trial_id"].is_unique
     assert front.loc[front["knee"], "trial_id"].tolist() == ["m1"]

@@ -83,8 +83,19 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
         )
     assert (experiment / "space.yaml").exists()
     assert not list(experiment.rglob("*wandb*"))  # --wandb disabled writes no W&B files
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "Pareto front" in err and "tune-app analyze" in err
+    # Not a terminal: plain progress lines, each finished trial reported once, no redrawn
+    # display and no Ray status table; a status line at most once a minute (+ the last).
+    finished = [line for line in err.splitlines() if " finished: " in line]
+    assert sorted(line.split()[2] for line in finished) == sorted(table["trial_id"])
+    assert all(
+        line.startswith("[") and "| ETA" in line or "all trials" in line for line in finished
+    )
+    assert all("val_accuracy" in line and "train_latency_s" in line for line in finished)
+    status = [line for line in err.splitlines() if "(search phase): elapsed" in line]
+    assert 1 <= len(status) <= 3 and "baselines 2/2; search 3/3" in status[-1]
+    assert "+----" not in out + err and "\x1b[" not in err  # no table, no terminal codes
 
 
 def drive(searcher, n: int) -> list[dict]:

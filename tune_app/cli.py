@@ -70,6 +70,11 @@ def train(
 )
 @click.option("--resume", is_flag=True, help="Continue the experiment --name after an interrupt.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan as JSON; run nothing.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show Ray Tune's status table instead of tune-app's progress display.",
+)
 def search(space_arg: str | None, **options: object) -> int:
     """Search MixTraining's knobs with Ray Tune + Optuna, baselines included."""
     from tune_app.search import search_command
@@ -173,11 +178,18 @@ def export(
     default=None,
     help="Weights & Biases logging (default: online when logged in, else offline).",
 )
-def confirm(experiment: str, top_k: int | None, seeds: tuple[int, ...], wandb: str | None) -> int:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show Ray Tune's status table instead of tune-app's progress display.",
+)
+def confirm(
+    experiment: str, top_k: int | None, seeds: tuple[int, ...], wandb: str | None, verbose: bool
+) -> int:
     """Re-run the K best single-seed configurations of an experiment with extra seeds."""
     from tune_app.confirm import confirm_command
 
-    return confirm_command(experiment, top_k, seeds, wandb)
+    return confirm_command(experiment, top_k, seeds, wandb, verbose)
 
 
 @cli.command()

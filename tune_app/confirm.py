@@ -163,12 +163,14 @@ def phase_tuner(
     configs: list[dict[str, Any]],
     wandb_mode: str,
     costs: dict[str, dict[str, float]] | None,
+    verbose: bool = False,
 ) -> Any:
     """A Tuner over exactly `configs` (one trial each), in `folder` inside the experiment."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     from tune_app import orchestrate as o
+    from tune_app import progress
 
     parent, name = folder.rsplit("/", 1)
     return tune.Tuner(
@@ -188,6 +190,9 @@ def phase_tuner(
             failure_config=tune.FailureConfig(max_failures=o.MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=o.callbacks(space, where.local, wandb_mode),
+            progress_reporter=progress.reporter(
+                space, "confirmation", verbose, costs, o.slots(space)
+            ),
         ),
     )
 
@@ -207,6 +212,7 @@ def run_confirm(
     seeds: Sequence[int],
     wandb_mode: str,
     costs: dict[str, dict[str, float]] | None,
+    verbose: bool = False,
 ) -> None:
     """Resume every unfinished confirm phase, then start one for what is left to confirm.
 
@@ -229,11 +235,15 @@ def run_confirm(
         return
     folder = f"{where.ray}/{phase_name(len(started) + 1)}"
     say(f"tune-app: {len(configs)} confirmation trial(s) -> {folder}")
-    phase_tuner(space, where, folder, configs, wandb_mode, costs).fit()
+    phase_tuner(space, where, folder, configs, wandb_mode, costs, verbose).fit()
 
 
 def confirm_command(
-    experiment: str, top_k: int | None, seeds: tuple[int, ...], wandb: str | None = None
+    experiment: str,
+    top_k: int | None,
+    seeds: tuple[int, ...],
+    wandb: str | None = None,
+    verbose: bool = False,
 ) -> int:
     """Body of `tune-app confirm`: confirmation trials for a finished experiment (resumable).
 
@@ -268,11 +278,16 @@ def confirm_command(
         set_ray_env()
         from tune_app.wandb_log import resolve_mode
 
-        return run_confirm_command(space, where, top_k, seeds, resolve_mode(wandb))
+        return run_confirm_command(space, where, top_k, seeds, resolve_mode(wandb), verbose)
 
 
 def run_confirm_command(
-    space: SearchSpace, where: Location, top_k: int, seeds: Sequence[int], wandb_mode: str
+    space: SearchSpace,
+    where: Location,
+    top_k: int,
+    seeds: Sequence[int],
+    wandb_mode: str,
+    verbose: bool = False,
 ) -> int:
     """Start (or join) Ray, run the confirm phases, write trials.parquet; the exit code."""
     import ray
@@ -283,7 +298,15 @@ def run_confirm_command(
     started = o.start_ray(None)
     try:
         costs = o.step_costs(space, where.local)
-        run_confirm(space, where, top_k=top_k, seeds=seeds, wandb_mode=wandb_mode, costs=costs)
+        run_confirm(
+            space,
+            where,
+            top_k=top_k,
+            seeds=seeds,
+            wandb_mode=wandb_mode,
+            costs=costs,
+            verbose=verbose,
+        )
         return o.finish(space, where)
     finally:
         reopen_in(None)

@@ -35,7 +35,7 @@ RAY_ENV = {
     "RAY_worker_niceness": "0",
 }
 PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
-METRIC_COLUMNS = ("epoch", "phase", "val_accuracy", "train_latency_s")
+METRIC_COLUMNS = ("epoch", "phase")  # then the space's objectives (tune_app.progress)
 
 
 def fixed_settings(space: SearchSpace) -> dict[str, Any]:

@@ -13,10 +13,8 @@ from ray.tune.experiment import Trial
 
 from search_spaces import SearchSpace
 from trainers import SetupError
-from tune_app import results
+from tune_app import progress, results
 from tune_app.driver import (
-    METRIC_COLUMNS,
-    PARAM_COLUMNS,
     check_resources,
     fixed_settings,
     say,
@@ -51,6 +49,14 @@ def make_trainable(space: SearchSpace, step_costs: Tables | None = None) -> Any:
         trainable, fixed=fixed_settings(space), fault=injected_fault(), step_costs=step_costs
     )
     return tune.with_resources(fn, {"cpu": space.cpu, "gpu": space.gpu})
+
+
+def slots(space: SearchSpace) -> int:
+    """How many trials run at once: the concurrency limit, or fewer where resources end."""
+    resources = ray.cluster_resources()
+    fit = [resources.get("CPU", 0) / space.cpu] if space.cpu else []
+    fit += [resources.get("GPU", 0) / space.gpu] if space.gpu else []
+    return max(1, min([space.max_concurrent, *(int(f) for f in fit)]))
 
 
 def trial_nodes(space: SearchSpace) -> list[str]:
@@ -155,17 +161,14 @@ def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tun
 
 
 def new_tuner(
-    space: SearchSpace, where: Location, wandb_mode: str, costs: Tables | None = None
+    space: SearchSpace,
+    where: Location,
+    wandb_mode: str,
+    costs: Tables | None = None,
+    verbose: bool = False,
 ) -> tune.Tuner:
     total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
-    reporter = tune.CLIReporter(
-        parameter_columns=[
-            c for c in PARAM_COLUMNS if c in space.parameters or c in ("pipeline", "seed")
-        ],
-        metric_columns=list(METRIC_COLUMNS),
-        max_report_frequency=30,
-        max_progress_rows=40,
-    )
+    reporter = progress.reporter(space, "search", verbose, costs, slots(space))
     return tune.Tuner(
         make_trainable(space, costs),
         tune_config=tune.TuneConfig(
@@ -218,6 +221,7 @@ def run_search(
     address: str | None,
     resume: bool,
     wandb_mode: str = "disabled",
+    verbose: bool = False,
 ) -> int:
     started = start_ray(address)
     try:
@@ -226,7 +230,7 @@ def run_search(
         tuner = (
             restore_tuner(space, where, costs)
             if resume
-            else start_tuner(space, where, wandb_mode, costs)
+            else start_tuner(space, where, wandb_mode, costs, verbose)
         )
         if resume:  # a confirm phase first started now must log as the search phase does
             wandb_mode = restored_wandb_mode(tuner)
@@ -242,6 +246,7 @@ def run_search(
                 seeds=space.confirm_seeds,
                 wandb_mode=wandb_mode,
                 costs=costs,
+                verbose=verbose,
             )
         return finish(space, where)
     finally:
@@ -250,11 +255,13 @@ def run_search(
             ray.shutdown()
 
 
-def start_tuner(space: SearchSpace, where: Location, wandb_mode: str, costs: Tables) -> tune.Tuner:
+def start_tuner(
+    space: SearchSpace, where: Location, wandb_mode: str, costs: Tables, verbose: bool = False
+) -> tune.Tuner:
     write_space(space, where.local)
     where.upload(("space.yaml",))  # a remote experiment is resumable from its first moment
     say(f"tune-app search: {space.name} -> {where.ray}")
-    return new_tuner(space, where, wandb_mode, costs)
+    return new_tuner(space, where, wandb_mode, costs, verbose)
 
 
 def restore_tuner(space: SearchSpace, where: Location, costs: Tables) -> tune.Tuner:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.choose import config_scores
 from analysis.configs import BASIS_TEXT, config_id
 from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
@@ -101,17 +102,13 @@ def summary_text(table: pd.DataFrame, experiment: Path) -> str:
     ]
     exp = found.experiment
     if len(found.front_configs):
-        columns = [
-            "config_id",
-            *exp.knobs,
-            "n",
-            *(f"{m}_{s}" for m in exp.metrics for s in ("mean", "std")),
-        ]
-        lines += [
-            "",
-            f"Pareto front ({BASIS_TEXT[found.basis]}; n = seeds):",
-            found.front_configs[columns].to_string(index=False, float_format=_fmt),
-        ]
+        lines += ["", f"Pareto front, over {BASIS_TEXT[found.basis]}:"]
+        for _, c in found.front_configs.iterrows():
+            knobs = " ".join(
+                f"{k} {_fmt(c[k]) if isinstance(c[k], float) else c[k]}" for k in exp.knobs
+            )
+            seeds = f"seed {c['seeds'][0]}" if c["n"] == 1 else f"{c['n']} seeds"
+            lines.append(f"  {c['config_id']}  {knobs} ({seeds}): {config_scores(c, exp.metrics)}")
     base = found.done[found.done["pipeline"] != "mixtraining"]
     if len(base):
         stats = base.groupby("pipeline")[exp.metrics].agg(["mean", "std", "count"])

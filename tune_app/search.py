@@ -125,6 +125,7 @@ def search_command(
     sets: tuple[str, ...],
     resume: bool,
     dry_run: bool,
+    verbose: bool = False,
 ) -> int:
     """Body of `tune-app search`. Returns the exit code; raises UserInputError for bad input."""
     if name is not None:
@@ -176,7 +177,9 @@ def search_command(
         from tune_app.wandb_log import resolve_mode
 
         mode = "disabled" if resume else resolve_mode(wandb)  # resume: the callbacks come back
-        return run_search(space, where, address=address, resume=resume, wandb_mode=mode)
+        return run_search(
+            space, where, address=address, resume=resume, wandb_mode=mode, verbose=verbose
+        )
 
 
 NO_MIX_NOTICE_SHARE = 0.05  # below this, the duplicated SSL+SL runs are not worth a word

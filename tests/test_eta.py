@@ -1,0 +1,148 @@
+"""The ETA of a running search (tune_app.eta, tune_app.progress): arithmetic against closed
+forms on a synthetic plan and calibration, the per-phase counts, and the `--verbose` switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import SPACE
+
+from search_spaces import load_space
+from tune_app.eta import EpochCosts, TrialWork, estimate, slot_rate
+from tune_app.progress import SearchProgress, counts_text, mix_over_sl, reporter
+
+# A synthetic calibration: seconds per epoch of each phase, as the trials' reports show them.
+SSL, MIX, SL = 3.0, 5.0, 2.0
+
+
+def learnt(costs: EpochCosts, phases: list[str], trial: str = "t") -> EpochCosts:
+    """Feed one trial's epoch-by-epoch reports (cumulative calibrated seconds)."""
+    total = 0.0
+    for epoch, phase in enumerate(phases, start=1):
+        total += {"ssl": SSL, "mix": MIX, "sl": SL}[phase]
+        costs.observe(trial, epoch, phase, total)
+    return costs
+
+
+def test_epoch_costs_are_learnt_from_report_increments_and_price_a_plan() -> None:
+    costs = learnt(EpochCosts(), ["ssl", "ssl", "mix", "sl"])
+    assert (costs.cost("ssl"), costs.cost("mix"), costs.cost("sl")) == (SSL, MIX, SL)
+    assert costs.plan_cost({"ssl": 2, "mix": 1, "sl": 3}) == 2 * SSL + MIX + 3 * SL
+    # A repeated report of the same epoch, or a gap, adds no sample.
+    costs.observe("t", 4, "sl", 100.0)
+    costs.observe("t", 9, "sl", 200.0)
+    assert costs.cost("sl") == SL
+
+
+def test_a_mix_epoch_is_priced_from_the_calibration_ratio_until_one_is_seen() -> None:
+    costs = learnt(EpochCosts(mix_over_sl=1.5), ["ssl", "sl"])
+    assert costs.cost("mix") == pytest.approx(1.5 * SL)
+    assert EpochCosts().plan_cost({"mix": 1}) is None  # nothing to go on: no estimate yet
+    learnt(costs, ["mix"], trial="u")
+    assert costs.cost("mix") == MIX  # a measured MIX epoch wins over the ratio
+
+
+def test_estimate_is_remaining_calibrated_work_times_the_slot_rate_over_slots() -> None:
+    costs = learnt(EpochCosts(), ["ssl", "mix", "sl"])
+    plan = {"ssl": 1, "mix": 1, "sl": 1}  # 10 calibrated seconds
+    work = [
+        TrialWork(plan, finished=True, calibrated_done=10.0, slot_s=25.0),
+        TrialWork(plan, finished=True, calibrated_done=10.0, slot_s=15.0),
+        TrialWork(plan, calibrated_done=3.0, slot_s=9.0),  # running: 7 calibrated s left
+        TrialWork(plan),  # pending
+    ]
+    unseen = [{"ssl": 0, "mix": 0, "sl": 2}, {"ssl": 0.5, "mix": 0.5, "sl": 1.0}]
+    found = estimate(work, unseen, costs, slots=2)
+    rate = (25.0 + 15.0) / 20.0  # finished trials only, once there are any
+    remaining = 7.0 + 10.0 + 2 * SL + (0.5 * SSL + 0.5 * MIX + SL)
+    assert found.rate == pytest.approx(rate) and found.remaining_calibrated == remaining
+    assert found.seconds == pytest.approx(remaining * rate / 2)
+    # Before anything finished, the running trials give the rate.
+    assert slot_rate([TrialWork(plan, calibrated_done=4.0, slot_s=6.0)]) == pytest.approx(1.5)
+    assert estimate([TrialWork(plan)], [], costs, 2).seconds is None  # no rate yet
+
+
+@dataclass
+class FakeTrial:
+    """The attributes of a Ray Trial the reporter reads."""
+
+    trial_id: str
+    config: dict[str, Any]
+    status: str = "PENDING"
+    last_result: dict[str, Any] = field(default_factory=dict)
+
+
+def test_progress_counts_each_phase_and_prices_the_trials_not_yet_created(tmp_path: Path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, "search": {**SPACE["search"], "confirm": {
+        "top_k": 2, "seeds": [1]}}}))  # fmt: skip
+    space = load_space(str(path))  # 2 + 2 epochs; rho steps 0.5 and 1 (1 and 2 MIX epochs)
+    progress = SearchProgress(space, "search", mix_over_sl=None, slots=2)
+    done = {"epoch": 2, "calibrated_latency_s": 2 * SL, "time_total_s": 12.0, "phase": "sl"}
+    trials = [
+        FakeTrial("b0", {"pipeline": "sl", "seed": 0}, "TERMINATED", done),
+        FakeTrial("b1", {"pipeline": "ssl_sl", "seed": 0}, "RUNNING"),
+        FakeTrial("m0", {"alpha": 0.5, "rho": 1.0, "lam": 0.5, "anneal": "none"}),
+    ]
+    for t, phases in (("b0", ["sl", "sl"]), ("b1", ["ssl", "ssl"]), ("x", ["mix"])):
+        learnt(progress.costs, phases, trial=t)
+    trials[1].last_result = {"epoch": 2, "calibrated_latency_s": 2 * SSL, "time_total_s": 9.0}
+    counts, eta = progress.snapshot(trials)
+    assert counts_text(counts) == "baselines 1/2; search 0/3; confirmation 0/2"
+    assert (counts["search"].running, counts["search"].pending) == (0, 3)
+    # Work left: b1's 2 SL epochs; m0 (2 MIX epochs); 2 unseen search trials and 2 confirm
+    # trials at m0's plan (the only MixTraining plan known so far).
+    left = 2 * SL + 5 * (2 * MIX)
+    assert eta.remaining_calibrated == pytest.approx(left)
+    assert eta.rate == pytest.approx(12.0 / (2 * SL))
+    assert eta.seconds == pytest.approx(left * eta.rate / 2)
+    lines = progress.status_text(trials)
+    assert lines[0].startswith("tune-app tiny (search phase): elapsed") and "ETA" in lines[0]
+
+
+def test_verbose_brings_back_rays_table_over_the_spaces_objectives(tmp_path, monkeypatch):
+    from ray import tune
+
+    space = load_space("vit_mix.yaml")
+    table = reporter(space, "search", True, None, 2)
+    assert isinstance(table, tune.CLIReporter)
+    assert "calibrated_latency_s" in table._metric_columns
+    assert "train_latency_s" not in table._metric_columns
+    assert isinstance(reporter(space, "search", False, None, 2), SearchProgress)
+    costs = {"cpu": {"ssl": 0.05, "sl": 0.08, "mix_full": 0.12}}
+    assert mix_over_sl(space, costs) == pytest.approx(1.5)
+    # The flag reaches the run: `search --verbose` and `confirm --verbose`.
+    seen = {}
+    import tune_app.orchestrate as orchestrate
+
+    monkeypatch.setattr(orchestrate, "run_search", lambda *a, **k: seen.update(k) or 0)
+    monkeypatch.setattr("tune_app.search.check_data", lambda space: None)
+    from tune_app.cli import main
+
+    args = ["search", "--space", "vit_mix.yaml", "--storage-path", str(tmp_path), "--verbose"]
+    assert main([*args, "--wandb", "disabled"]) == 0
+    assert seen["verbose"] is True
+
+
+def test_eta_accuracy_reads_a_search_log(tmp_path: Path, capsys) -> None:
+    from benchmarks.eta_accuracy import main as eta_main
+
+    lines = ["tune-app search: tiny -> somewhere"]
+    lines.append("[23:59:50] tune-app tiny (search phase): elapsed 0:10 | baselines 0/2 | ETA x")
+    etas = ["0:40", "0:30", "0:20", "0:10", "0:00", "0:00", "0:00", "0:00", "0:00", "0:05"]
+    for k, eta in enumerate(etas):  # one trial a second after midnight, then the last at 0:20
+        at = f"00:00:{k + (10 if k == 9 else 0):02d}"
+        lines.append(f"[{at}] trial t{k} (sl, seed 0) finished: val_accuracy 0.5 | x | ETA {eta} (")
+    log = tmp_path / "search.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert eta_main([str(log)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    # Start 23:59:40; real end 00:00:19 (39 s). At 10% (t0 at 00:00:00): predicted 00:00:40.
+    assert rows[0] == "10 trials"
+    assert rows[3] == "| 1 (10%) | 20 | 60 | 39 | 21 | +53.8% | +110.5% |"
+    assert rows[5].startswith("| 9 (90%) | 28 | 28 | 39 | -11 |")
+    assert eta_main([str(tmp_path / "missing.log")]) == 2

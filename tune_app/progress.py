@@ -1,0 +1,308 @@
+"""What `search` and `confirm` show while they run: counts per phase, elapsed, ETA, the front.
+
+A Ray Tune `ProgressReporter` (Ray calls it from the driver's loop with every trial it knows).
+On a terminal it redraws a compact display with rich, fitted to the terminal's width; when the
+output is not a terminal (CI, nohup, a log file) it prints plain lines instead: one per
+finished trial and one status line a minute. `--verbose` keeps Ray's own status table instead.
+The ETA is `tune_app.eta`'s: the plans of the remaining trials priced by the calibration.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ray.tune import ProgressReporter
+
+from analysis.pareto import pareto_mask
+from search_spaces import SearchSpace
+from trainers import plan_for
+from tune_app.driver import METRIC_COLUMNS, PARAM_COLUMNS, say
+from tune_app.eta import EpochCosts, Estimate, TrialWork, estimate
+
+STATUS_EVERY_S = 60.0  # plain output: a status line this often, besides one per finished trial
+REDRAW_EVERY_S = 1.0  # terminal display: at most this often
+FRONT_LINES = 3
+ENDED = ("TERMINATED", "ERROR")
+
+
+@dataclass(frozen=True)
+class Counts:
+    done: int
+    running: int
+    pending: int  # known to Ray but not started, plus not yet created
+
+
+def plan_of(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, int]:
+    """Epochs per phase of the trial Ray's `config` describes (searched or baseline)."""
+    sampled = {k: v for k, v in config.items() if k in space.parameters}
+    trial = space.trial_config(sampled, config.get("pipeline", "mixtraining"), config.get("seed"))
+    return dict(plan_for(trial))
+
+
+def mean_plan(plans: list[Mapping[str, int]], fallback: dict[str, int]) -> dict[str, float]:
+    """The average plan (fractional epochs) of the MixTraining trials so far."""
+    if not plans:
+        return dict(fallback)
+    return {p: sum(plan.get(p, 0) for plan in plans) / len(plans) for p in fallback}
+
+
+class SearchProgress(ProgressReporter):
+    """The progress of one Ray phase of a search (`search`: baselines + sampled trials, then
+    the expected confirmation trials; `confirmation`: one confirm phase).
+
+    Picklable (Ray keeps it in tuner.pkl): the display is made on first use.
+    """
+
+    def __init__(
+        self, space: SearchSpace, phase: str, mix_over_sl: float | None, slots: int
+    ) -> None:
+        self.space, self.phase, self.slots = space, phase, max(1, slots)
+        self.mix_over_sl = mix_over_sl
+        self._reset()
+
+    def _reset(self) -> None:
+        self.costs = EpochCosts(self.mix_over_sl)
+        self.started = time.time()
+        self.reported: set[str] = set()
+        self.last_status = 0.0
+        self.last_draw = 0.0
+        self.live: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in ("space", "phase", "slots", "mix_over_sl")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    # ------------------------------------------------------------ Ray's reporter interface
+
+    def should_report(self, trials: list[Any], done: bool = False) -> bool:
+        return True  # report() decides what to print, and how often
+
+    def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
+        for t in trials:
+            r = t.last_result or {}
+            if r.get("epoch") and r.get("calibrated_latency_s") is not None:
+                self.costs.observe(
+                    t.trial_id, int(r["epoch"]), str(r.get("phase")), r["calibrated_latency_s"]
+                )
+        if sys.stderr.isatty():
+            self._draw(trials, done)
+        else:
+            self._lines(trials, done)
+
+    # ------------------------------------------------------------ what is shown
+
+    def snapshot(self, trials: list[Any]) -> tuple[dict[str, Counts], Estimate]:
+        """Counts per phase and the ETA of everything this command still has to run."""
+        roles = {t.trial_id: self.role(t.config) for t in trials}
+        work = [self.work(t) for t in trials]
+        mix_plans = [
+            w.plan for w, t in zip(work, trials, strict=True) if roles[t.trial_id] != "baselines"
+        ]
+        typical = mean_plan(mix_plans, dict(plan_for(self.space.trial_config({}))))
+        counts, unseen = {}, []
+        for phase, expected in self.expected().items():
+            mine = [t for t in trials if roles[t.trial_id] == phase]
+            done = sum(t.status in ENDED for t in mine)
+            running = sum(t.status == "RUNNING" for t in mine)
+            missing = max(0, expected - len(mine))
+            counts[phase] = Counts(done, running, len(mine) - done - running + missing)
+            unseen += self.unseen_plans(phase, mine, missing, typical)
+        return counts, estimate(work, unseen, self.costs, self.slots)
+
+    def expected(self) -> dict[str, int]:
+        s = self.space
+        confirm = s.confirm_top_k * len(s.confirm_seeds)
+        if self.phase == "confirmation":
+            return {"confirmation": confirm}
+        baselines = len(s.baseline_pipelines) * len(s.baseline_seeds)
+        out = {"baselines": baselines, "search": s.num_samples}
+        return {**out, "confirmation": confirm} if confirm else out
+
+    def role(self, config: Mapping[str, Any]) -> str:
+        if self.phase == "confirmation":
+            return "confirmation"
+        return "baselines" if config.get("pipeline", "mixtraining") != "mixtraining" else "search"
+
+    def unseen_plans(
+        self, phase: str, mine: list[Any], missing: int, typical: dict[str, float]
+    ) -> list[Any]:
+        if phase != "baselines":
+            return [typical] * missing
+        seen = {(t.config.get("pipeline"), t.config.get("seed")) for t in mine}
+        pairs = [(p, s) for p in self.space.baseline_pipelines for s in self.space.baseline_seeds]
+        todo = [(p, s) for p, s in pairs if (p, s) not in seen]
+        return [plan_of(self.space, {"pipeline": p, "seed": s}) for p, s in todo]
+
+    def work(self, trial: Any) -> TrialWork:
+        r = trial.last_result or {}
+        return TrialWork(
+            plan_of(self.space, trial.config),
+            finished=trial.status in ENDED,
+            calibrated_done=float(r.get("calibrated_latency_s") or 0.0),
+            slot_s=float(r.get("time_total_s") or 0.0),
+        )
+
+    def front_lines(self, trials: list[Any]) -> list[str]:
+        """The front of the finished MixTraining runs so far (single runs), a few lines."""
+        metrics = [o.metric for o in self.space.objectives]
+        goals = [o.goal for o in self.space.objectives]
+        rows = [
+            t
+            for t in trials
+            if t.status == "TERMINATED"
+            and self.role(t.config) != "baselines"
+            and all((t.last_result or {}).get(m) is not None for m in metrics)
+        ]
+        if not rows:
+            return []
+        values = np.array([[t.last_result[m] for m in metrics] for t in rows], dtype=float)
+        front = [t for t, on in zip(rows, pareto_mask(values, goals), strict=True) if on]
+        front.sort(
+            key=lambda t: -float(t.last_result[metrics[0]]) * (1 if goals[0] == "maximize" else -1)
+        )
+        knobs = [k for k in self.space.searched if k in ("alpha", "rho", "lam", "anneal")]
+        lines = []
+        for t in front[:FRONT_LINES]:
+            shown = " ".join(f"{k} {_short(t.config.get(k))}" for k in knobs)
+            scores = ", ".join(f"{m} {_short(t.last_result[m])}" for m in metrics)
+            lines.append(f"  {t.trial_id}  {shown}: {scores}")
+        more = len(front) - FRONT_LINES
+        return lines + ([f"  ... and {more} more"] if more > 0 else [])
+
+    def status_text(self, trials: list[Any]) -> list[str]:
+        counts, eta = self.snapshot(trials)
+        elapsed = time.time() - self.started
+        head = f"tune-app {self.space.name} ({self.phase} phase): elapsed {clock(elapsed)}; "
+        ended = all(c.running + c.pending == 0 for c in counts.values())
+        head += "all trials ended" if ended else eta_text(eta)
+        lines = [head]
+        for phase, c in counts.items():
+            total = c.done + c.running + c.pending
+            lines.append(
+                f"  {phase:<12} {c.done:>3}/{total} done, {c.running} running, {c.pending} pending"
+            )
+        front = self.front_lines(trials)
+        if front:
+            lines += ["  front so far (single runs):", *front]
+        return lines
+
+    # ------------------------------------------------------------ the two outputs
+
+    def _lines(self, trials: list[Any], done: bool) -> None:
+        """Not a terminal: a line per finished trial, a status line a minute, and at the end.
+
+        Each line starts with the wall-clock time and ends with the counts and the ETA, so a
+        log alone shows how the estimate moved (benchmarks/eta_accuracy.py reads it).
+        """
+        ended = [t for t in trials if t.status in ENDED and t.trial_id not in self.reported]
+        now = time.time()
+        if not ended and not done and now - self.last_status < STATUS_EVERY_S:
+            return
+        counts, eta = self.snapshot(trials)
+        tail = f" | {counts_text(counts)} | {eta_text(eta)}"
+        stamp = time.strftime("[%H:%M:%S]", time.localtime(now))
+        for t in ended:
+            self.reported.add(t.trial_id)
+            say(f"{stamp} {finished_line(t, self.space)}{tail}")
+        if done or now - self.last_status >= STATUS_EVERY_S:
+            self.last_status = now
+            elapsed = clock(now - self.started)
+            say(f"{stamp} tune-app {self.space.name} ({self.phase} phase): elapsed {elapsed}{tail}")
+
+    def _draw(self, trials: list[Any], done: bool) -> None:
+        """A terminal: one display redrawn in place (rich), left on screen at the end."""
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        now = time.time()
+        if not done and now - self.last_draw < REDRAW_EVERY_S:
+            return
+        self.last_draw = now
+        text = Text("\n".join(self.status_text(trials)), no_wrap=True, overflow="ellipsis")
+        if self.live is None:
+            self.live = Live(text, console=Console(stderr=True), auto_refresh=False)
+            self.live.start()
+        self.live.update(text, refresh=True)
+        if done:
+            self.live.stop()
+            self.live = None
+
+
+def finished_line(trial: Any, space: SearchSpace) -> str:
+    r = trial.last_result or {}
+    pipeline, seed = trial.config.get("pipeline", "mixtraining"), trial.config.get("seed")
+    name = f"{pipeline}, seed {space.seed if seed is None else seed}"
+    if trial.status == "ERROR":
+        return f"trial {trial.trial_id} ({name}) failed (see its error.txt)"
+    scores = ", ".join(f"{o.metric} {_short(r.get(o.metric))}" for o in space.objectives)
+    return f"trial {trial.trial_id} ({name}) finished: {scores}"
+
+
+def counts_text(counts: dict[str, Counts]) -> str:
+    return "; ".join(
+        f"{phase} {c.done}/{c.done + c.running + c.pending}" for phase, c in counts.items()
+    )
+
+
+def eta_text(eta: Estimate) -> str:
+    if eta.seconds is None:
+        return "ETA: after the first epochs"
+    end = time.strftime("%H:%M", time.localtime(time.time() + eta.seconds))
+    return f"ETA {clock(eta.seconds)} (ends about {end})"
+
+
+def clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def mix_over_sl(
+    space: SearchSpace, tables: Mapping[str, Mapping[str, float]] | None
+) -> float | None:
+    """A MIX step's calibrated cost over an SL step's (the first node type's table)."""
+    from trainers.calibrate import step_kind
+
+    if not tables:
+        return None
+    table = next(iter(tables.values()))
+    config = space.trial_config({})
+    mix, sl = table.get(step_kind("mix", config.mix_pass, None)), table.get("sl")
+    return mix / sl if mix and sl else None
+
+
+def reporter(
+    space: SearchSpace,
+    phase: str,
+    verbose: bool,
+    tables: Mapping[str, Mapping[str, float]] | None,
+    slots: int,
+) -> ProgressReporter:
+    """`SearchProgress`, or with `verbose` Ray's status table over the space's objectives."""
+    if verbose:
+        from ray import tune
+
+        return tune.CLIReporter(
+            parameter_columns=[
+                c for c in PARAM_COLUMNS if c in space.parameters or c in ("pipeline", "seed")
+            ],
+            metric_columns=list(METRIC_COLUMNS) + [o.metric for o in space.objectives],
+            max_report_frequency=30,
+            max_progress_rows=40,
+        )
+    return SearchProgress(space, phase, mix_over_sl(space, tables), slots)
