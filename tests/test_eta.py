@@ -146,3 +146,22 @@ def test_eta_accuracy_reads_a_search_log(tmp_path: Path, capsys) -> None:
     assert rows[3] == "| 1 (10%) | 20 | 60 | 39 | 21 | +53.8% | +110.5% |"
     assert rows[5].startswith("| 9 (90%) | 28 | 28 | 39 | -11 |")
     assert eta_main([str(tmp_path / "missing.log")]) == 2
+
+
+def test_a_confirm_phase_prices_its_plans_from_the_search_trials_epochs(tmp_path: Path):
+    """Its own first trials may all be rho = 1 (MIX epochs only): the SSL and SL epochs the
+    search phase reported (<exp>/<trial>/result.json) price the others from the start."""
+    import json
+
+    space = load_space("vit_mix.yaml")
+    for trial, phases in (("b", ["ssl", "sl"]), ("m", ["mix"])):
+        (tmp_path / trial).mkdir()
+        rows, total = [], 0.0
+        for epoch, phase in enumerate(phases, start=1):
+            total += {"ssl": SSL, "mix": MIX, "sl": SL}[phase]
+            rows.append({"epoch": epoch, "phase": phase, "calibrated_latency_s": total})
+        text = "\n".join(json.dumps({**r, "trial_id": trial}) for r in rows)
+        (tmp_path / trial / "result.json").write_text(text + "\n")
+    progress = SearchProgress(space, "confirmation", None, 2, earlier=tmp_path)
+    assert progress.costs.plan_cost({"ssl": 1, "mix": 3, "sl": 1}) == SSL + 3 * MIX + SL
+    assert SearchProgress(space, "confirmation", None, 2).costs.cost("ssl") is None

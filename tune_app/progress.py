@@ -13,11 +13,13 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ray.tune import ProgressReporter
 
+from analysis.load import read_results
 from analysis.pareto import pareto_mask
 from search_spaces import SearchSpace
 from trainers import plan_for
@@ -59,14 +61,21 @@ class SearchProgress(ProgressReporter):
     """
 
     def __init__(
-        self, space: SearchSpace, phase: str, mix_over_sl: float | None, slots: int
+        self,
+        space: SearchSpace,
+        phase: str,
+        mix_over_sl: float | None,
+        slots: int,
+        earlier: Path | None = None,
     ) -> None:
         self.space, self.phase, self.slots = space, phase, max(1, slots)
-        self.mix_over_sl = mix_over_sl
+        self.mix_over_sl, self.earlier = mix_over_sl, earlier
         self._reset()
 
     def _reset(self) -> None:
         self.costs = EpochCosts(self.mix_over_sl)
+        if self.earlier is not None:  # a confirm phase prices its plans from the search's epochs
+            learn_from_folder(self.costs, self.earlier)
         self.started = time.time()
         self.reported: set[str] = set()
         self.last_status = 0.0
@@ -74,7 +83,7 @@ class SearchProgress(ProgressReporter):
         self.live: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("space", "phase", "slots", "mix_over_sl")}
+        return {k: self.__dict__[k] for k in ("space", "phase", "slots", "mix_over_sl", "earlier")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -237,6 +246,17 @@ class SearchProgress(ProgressReporter):
             self.live = None
 
 
+def learn_from_folder(costs: EpochCosts, folder: Path) -> None:
+    """Feed `costs` every epoch the trials in `folder/<trial>/result.json` reported."""
+    for results in sorted(folder.glob("*/result.json")):
+        for row in read_results(results):
+            if row.get("epoch") and row.get("calibrated_latency_s") is not None:
+                trial = str(row.get("trial_id", results.parent.name))
+                costs.observe(
+                    trial, int(row["epoch"]), str(row.get("phase")), row["calibrated_latency_s"]
+                )
+
+
 def finished_line(trial: Any, space: SearchSpace) -> str:
     r = trial.last_result or {}
     pipeline, seed = trial.config.get("pipeline", "mixtraining"), trial.config.get("seed")
@@ -292,8 +312,12 @@ def reporter(
     verbose: bool,
     tables: Mapping[str, Mapping[str, float]] | None,
     slots: int,
+    earlier: Path | None = None,
 ) -> ProgressReporter:
-    """`SearchProgress`, or with `verbose` Ray's status table over the space's objectives."""
+    """`SearchProgress`, or with `verbose` Ray's status table over the space's objectives.
+
+    `earlier`: the local experiment folder whose trials ran before this phase (their epoch
+    costs price a confirm phase's plans from its first moment)."""
     if verbose:
         from ray import tune
 
@@ -305,4 +329,4 @@ def reporter(
             max_report_frequency=30,
             max_progress_rows=40,
         )
-    return SearchProgress(space, phase, mix_over_sl(space, tables), slots)
+    return SearchProgress(space, phase, mix_over_sl(space, tables), slots, earlier)
