@@ -12,7 +12,7 @@ import yaml
 from helpers import SPACE
 
 from search_spaces import load_space
-from tune_app.eta import EpochCosts, TrialWork, estimate, slot_rate
+from tune_app.eta import EpochCosts, TrialWork, estimate, slot_model
 from tune_app.progress import SearchProgress, counts_text, mix_over_sl, reporter
 
 # A synthetic calibration: seconds per epoch of each phase, as the trials' reports show them.
@@ -46,24 +46,27 @@ def test_a_mix_epoch_is_priced_from_the_calibration_ratio_until_one_is_seen() ->
     assert costs.cost("mix") == MIX  # a measured MIX epoch wins over the ratio
 
 
-def test_estimate_is_remaining_calibrated_work_times_the_slot_rate_over_slots() -> None:
+def test_estimate_prices_training_by_the_rate_and_adds_each_trials_overhead() -> None:
     costs = learnt(EpochCosts(), ["ssl", "mix", "sl"])
     plan = {"ssl": 1, "mix": 1, "sl": 1}  # 10 calibrated seconds
     work = [
-        TrialWork(plan, finished=True, calibrated_done=10.0, slot_s=25.0),
-        TrialWork(plan, finished=True, calibrated_done=10.0, slot_s=15.0),
-        TrialWork(plan, calibrated_done=3.0, slot_s=9.0),  # running: 7 calibrated s left
+        TrialWork(plan, finished=True, calibrated_done=10.0, slot_s=25.0, train_s=12.0),
+        TrialWork(plan, finished=True, calibrated_done=10.0, slot_s=15.0, train_s=8.0),
+        TrialWork(plan, calibrated_done=3.0, slot_s=9.0, train_s=4.0),  # running: 7 s left
         TrialWork(plan),  # pending
     ]
     unseen = [{"ssl": 0, "mix": 0, "sl": 2}, {"ssl": 0.5, "mix": 0.5, "sl": 1.0}]
     found = estimate(work, unseen, costs, slots=2)
-    rate = (25.0 + 15.0) / 20.0  # finished trials only, once there are any
-    remaining = 7.0 + 10.0 + 2 * SL + (0.5 * SSL + 0.5 * MIX + SL)
-    assert found.rate == pytest.approx(rate) and found.remaining_calibrated == remaining
-    assert found.seconds == pytest.approx(remaining * rate / 2)
-    # Before anything finished, the running trials give the rate.
-    assert slot_rate([TrialWork(plan, calibrated_done=4.0, slot_s=6.0)]) == pytest.approx(1.5)
-    assert estimate([TrialWork(plan)], [], costs, 2).seconds is None  # no rate yet
+    rate, overhead = (12.0 + 8.0) / 20.0, ((25.0 - 12.0) + (15.0 - 8.0)) / 2  # finished only
+    assert (found.rate, found.overhead) == pytest.approx((rate, overhead))
+    running = rate * 7.0 + overhead * 0.7  # the share of its plan still to run
+    pending = rate * 10.0 + overhead
+    fresh = rate * 2 * SL + overhead + rate * (0.5 * SSL + 0.5 * MIX + SL) + overhead
+    assert found.seconds == pytest.approx((running + pending + fresh) / 2)
+    assert found.remaining_calibrated == pytest.approx(7.0 + 10.0 + 2 * SL + 6.0)
+    # Before anything finished, the running trials' slot time per calibrated second.
+    assert slot_model([TrialWork(plan, calibrated_done=4.0, slot_s=6.0)]) == (1.5, 0.0)
+    assert estimate([TrialWork(plan)], [], costs, 2).seconds is None  # no epoch yet
 
 
 @dataclass

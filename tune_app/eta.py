@@ -3,9 +3,12 @@
 Pure arithmetic, no Ray. Every trial's plan (epochs of each phase) is known from its config;
 the calibrated seconds of one epoch of each phase are learnt from the trials' own reports
 (each epoch's increase of `calibrated_latency_s`: the calibration table times the steps
-taken), so a plan's calibrated cost is known before the trial starts. Evaluation, checkpoints
-and process start-up are not in the table: the measured slot-seconds per calibrated second of
-the trials so far (`rate`) turn calibrated seconds into wall-clock seconds.
+taken), so a plan's calibrated cost is known before the trial starts. A trial's slot time is
+then taken in two parts, each measured on the trials that finished: its training seconds per
+calibrated second (`rate`; below 1 where SSL epochs come from the cache) and what the table
+leaves out, per trial (`overhead`: evaluation, checkpoints, data set-up), spread over its plan.
+A single ratio of slot time to calibrated time overestimated by a fifth at 10% of the default
+search: its first finished trials are the cheap SL baselines, where the fixed part weighs most.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ class TrialWork:
         finished: it ended (its remaining work is 0).
         calibrated_done: calibrated seconds of the epochs it reported.
         slot_s: wall-clock seconds it held its slot so far (Ray's `time_total_s`).
+        train_s: of those, seconds spent training (`compute_s`: cached SSL epochs cost none).
     """
 
-    plan: Mapping[str, int]
+    plan: Mapping[str, float]
     finished: bool = False
     calibrated_done: float = 0.0
     slot_s: float = 0.0
+    train_s: float | None = None
 
 
 @dataclass
@@ -65,7 +70,7 @@ class EpochCosts:
             return statistics.median(self.seen["sl"]) * self.mix_over_sl
         return None
 
-    def plan_cost(self, plan: Mapping[str, int]) -> float | None:
+    def plan_cost(self, plan: Mapping[str, float]) -> float | None:
         """Calibrated seconds of a whole plan; None while a phase it needs is unpriced."""
         total = 0.0
         for phase, epochs in plan.items():
@@ -82,42 +87,54 @@ class Estimate:
     """Seconds left (None until the costs and the rate are known) and what they rest on."""
 
     seconds: float | None
-    rate: float | None  # slot-seconds per calibrated second
+    rate: float | None  # training seconds per calibrated second
     remaining_calibrated: float | None
+    overhead: float = 0.0  # slot seconds per trial outside training
 
 
-def slot_rate(work: Iterable[TrialWork]) -> float | None:
-    """Slot-seconds per calibrated second: over finished trials, else over running ones."""
+def slot_model(work: Iterable[TrialWork]) -> tuple[float, float] | None:
+    """(rate, overhead): training seconds per calibrated second and slot seconds per trial
+    beyond training, over the finished trials; over the running ones (rate only, slot time
+    per calibrated second, no overhead) before any finished; None before any epoch."""
     work = list(work)
-    for group in ([w for w in work if w.finished], [w for w in work if not w.finished]):
-        calibrated = sum(w.calibrated_done for w in group)
-        if calibrated > 0:
-            return sum(w.slot_s for w in group) / calibrated
-    return None
+    done = [w for w in work if w.finished and w.calibrated_done > 0]
+    if done:
+        train = [w.train_s if w.train_s is not None else w.slot_s for w in done]
+        rate = sum(train) / sum(w.calibrated_done for w in done)
+        overhead = sum(w.slot_s - t for w, t in zip(done, train, strict=True)) / len(done)
+        return rate, max(0.0, overhead)
+    running = [w for w in work if not w.finished]
+    calibrated = sum(w.calibrated_done for w in running)
+    return (sum(w.slot_s for w in running) / calibrated, 0.0) if calibrated > 0 else None
 
 
 def estimate(
-    work: list[TrialWork], unseen: list[Mapping[str, int]], costs: EpochCosts, slots: int
+    work: list[TrialWork], unseen: list[Mapping[str, float]], costs: EpochCosts, slots: int
 ) -> Estimate:
     """Seconds until every trial (`work` and the not yet created `unseen` plans) ends.
 
-    remaining = sum over unfinished trials of (plan cost - calibrated done), plus the unseen
-    plans' costs; seconds = remaining x rate / slots (the trials share `slots` slots).
+    Each unfinished trial adds rate x (plan cost - calibrated done) + overhead x (the share of
+    its plan still to run); each unseen plan rate x its cost + overhead. The trials share
+    `slots` slots: seconds = that sum / slots.
     """
-    remaining = 0.0
+    model = slot_model(work)
+    left: list[tuple[float, float]] = []  # (calibrated seconds left, share of the plan left)
     for w in work:
         if w.finished:
             continue
         cost = costs.plan_cost(w.plan)
         if cost is None:
-            return Estimate(None, slot_rate(work), None)
-        remaining += max(0.0, cost - w.calibrated_done)
+            return Estimate(None, model and model[0], None)
+        rest = max(0.0, cost - w.calibrated_done)
+        left.append((rest, rest / cost if cost > 0 else 0.0))
     for plan in unseen:
         cost = costs.plan_cost(plan)
         if cost is None:
-            return Estimate(None, slot_rate(work), None)
-        remaining += cost
-    rate = slot_rate(work)
-    if rate is None:
+            return Estimate(None, model and model[0], None)
+        left.append((cost, 1.0))
+    remaining = sum(c for c, _ in left)
+    if model is None:
         return Estimate(None, None, remaining)
-    return Estimate(remaining * rate / max(1, slots), rate, remaining)
+    rate, overhead = model
+    seconds = sum(rate * c + overhead * share for c, share in left)
+    return Estimate(seconds / max(1, slots), rate, remaining, overhead)

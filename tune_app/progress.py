@@ -46,7 +46,7 @@ def plan_of(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, int]:
     return dict(plan_for(trial))
 
 
-def mean_plan(plans: list[Mapping[str, int]], fallback: dict[str, int]) -> dict[str, float]:
+def mean_plan(plans: list[Mapping[str, float]], fallback: dict[str, int]) -> dict[str, float]:
     """The average plan (fractional epochs) of the MixTraining trials so far."""
     if not plans:
         return dict(fallback)
@@ -157,6 +157,7 @@ class SearchProgress(ProgressReporter):
             finished=trial.status in ENDED,
             calibrated_done=float(r.get("calibrated_latency_s") or 0.0),
             slot_s=float(r.get("time_total_s") or 0.0),
+            train_s=r.get("compute_s", r.get("train_latency_s")),
         )
 
     def front_lines(self, trials: list[Any]) -> list[str]:
