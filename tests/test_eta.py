@@ -13,7 +13,7 @@ from helpers import SPACE
 
 from search_spaces import load_space
 from tune_app.eta import EpochCosts, TrialWork, estimate, slot_model
-from tune_app.progress import SearchProgress, counts_text, mix_over_sl, reporter
+from tune_app.progress import SearchProgress, counts_text, reporter, step_ratios
 
 # A synthetic calibration: seconds per epoch of each phase, as the trials' reports show them.
 SSL, MIX, SL = 3.0, 5.0, 2.0
@@ -38,9 +38,12 @@ def test_epoch_costs_are_learnt_from_report_increments_and_price_a_plan() -> Non
     assert costs.cost("sl") == SL
 
 
-def test_a_mix_epoch_is_priced_from_the_calibration_ratio_until_one_is_seen() -> None:
-    costs = learnt(EpochCosts(mix_over_sl=1.5), ["ssl", "sl"])
+def test_a_phase_is_priced_from_the_calibration_ratio_until_one_is_seen() -> None:
+    costs = learnt(EpochCosts(over_sl={"mix": 1.5, "ssl": 0.5}), ["sl"])
     assert costs.cost("mix") == pytest.approx(1.5 * SL)
+    assert costs.cost("ssl") == pytest.approx(0.5 * SL)
+    learnt(costs, ["ssl"], trial="s")
+    assert costs.cost("ssl") == SSL
     assert EpochCosts().plan_cost({"mix": 1}) is None  # nothing to go on: no estimate yet
     learnt(costs, ["mix"], trial="u")
     assert costs.cost("mix") == MIX  # a measured MIX epoch wins over the ratio
@@ -84,7 +87,7 @@ def test_progress_counts_each_phase_and_prices_the_trials_not_yet_created(tmp_pa
     path.write_text(yaml.safe_dump({**SPACE, "search": {**SPACE["search"], "confirm": {
         "top_k": 2, "seeds": [1]}}}))  # fmt: skip
     space = load_space(str(path))  # 2 + 2 epochs; rho steps 0.5 and 1 (1 and 2 MIX epochs)
-    progress = SearchProgress(space, "search", mix_over_sl=None, slots=2)
+    progress = SearchProgress(space, "search", over_sl={}, slots=2)
     done = {"epoch": 2, "calibrated_latency_s": 2 * SL, "time_total_s": 12.0, "phase": "sl"}
     trials = [
         FakeTrial("b0", {"pipeline": "sl", "seed": 0}, "TERMINATED", done),
@@ -117,7 +120,7 @@ def test_verbose_brings_back_rays_table_over_the_spaces_objectives(tmp_path, mon
     assert "train_latency_s" not in table._metric_columns
     assert isinstance(reporter(space, "search", False, None, 2), SearchProgress)
     costs = {"cpu": {"ssl": 0.05, "sl": 0.08, "mix_full": 0.12}}
-    assert mix_over_sl(space, costs) == pytest.approx(1.5)
+    assert step_ratios(space, costs) == pytest.approx({"mix": 1.5, "ssl": 0.625})  # SSL: same
     # The flag reaches the run: `search --verbose` and `confirm --verbose`.
     seen = {}
     import tune_app.orchestrate as orchestrate
@@ -165,6 +168,6 @@ def test_a_confirm_phase_prices_its_plans_from_the_search_trials_epochs(tmp_path
             rows.append({"epoch": epoch, "phase": phase, "calibrated_latency_s": total})
         text = "\n".join(json.dumps({**r, "trial_id": trial}) for r in rows)
         (tmp_path / trial / "result.json").write_text(text + "\n")
-    progress = SearchProgress(space, "confirmation", None, 2, earlier=tmp_path)
+    progress = SearchProgress(space, "confirmation", {}, 2, earlier=tmp_path)
     assert progress.costs.plan_cost({"ssl": 1, "mix": 3, "sl": 1}) == SSL + 3 * MIX + SL
-    assert SearchProgress(space, "confirmation", None, 2).costs.cost("ssl") is None
+    assert SearchProgress(space, "confirmation", {}, 2).costs.cost("ssl") is None

@@ -43,11 +43,12 @@ class TrialWork:
 class EpochCosts:
     """Calibrated seconds of one epoch of each phase, learnt from epoch-by-epoch reports.
 
-    `mix_over_sl` prices a MIX epoch before any was seen: MIX batches are the SL batches, so
-    a MIX epoch costs an SL epoch times the calibration table's MIX/SL step ratio.
+    `over_sl` prices a phase's epoch before any was seen, from the first SL epoch: an epoch of
+    a phase with as many batches as SL (MIX always; SSL on the labelled images) costs an SL
+    epoch times the calibration table's step ratio of that phase to SL.
     """
 
-    mix_over_sl: float | None = None
+    over_sl: dict[str, float] = field(default_factory=dict)
     seen: dict[str, list[float]] = field(default_factory=dict)
     last: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -66,8 +67,8 @@ class EpochCosts:
         values = self.seen.get(phase)
         if values:
             return statistics.median(values)
-        if phase == "mix" and self.mix_over_sl is not None and self.seen.get("sl"):
-            return statistics.median(self.seen["sl"]) * self.mix_over_sl
+        if phase in self.over_sl and self.seen.get("sl"):
+            return statistics.median(self.seen["sl"]) * self.over_sl[phase]
         return None
 
     def plan_cost(self, plan: Mapping[str, float]) -> float | None:

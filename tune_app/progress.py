@@ -64,16 +64,16 @@ class SearchProgress(ProgressReporter):
         self,
         space: SearchSpace,
         phase: str,
-        mix_over_sl: float | None,
+        over_sl: dict[str, float],
         slots: int,
         earlier: Path | None = None,
     ) -> None:
         self.space, self.phase, self.slots = space, phase, max(1, slots)
-        self.mix_over_sl, self.earlier = mix_over_sl, earlier
+        self.over_sl, self.earlier = over_sl, earlier
         self._reset()
 
     def _reset(self) -> None:
-        self.costs = EpochCosts(self.mix_over_sl)
+        self.costs = EpochCosts(dict(self.over_sl))
         if self.earlier is not None:  # a confirm phase prices its plans from the search's epochs
             learn_from_folder(self.costs, self.earlier)
         self.started = time.time()
@@ -83,7 +83,7 @@ class SearchProgress(ProgressReporter):
         self.live: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("space", "phase", "slots", "mix_over_sl", "earlier")}
+        return {k: self.__dict__[k] for k in ("space", "phase", "slots", "over_sl", "earlier")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -293,18 +293,22 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-def mix_over_sl(
+def step_ratios(
     space: SearchSpace, tables: Mapping[str, Mapping[str, float]] | None
-) -> float | None:
-    """A MIX step's calibrated cost over an SL step's (the first node type's table)."""
+) -> dict[str, float]:
+    """Per phase with as many batches per epoch as SL (MIX; SSL when it runs on the labelled
+    images): its step's calibrated cost over an SL step's (the first node type's table)."""
     from trainers.calibrate import step_kind
 
     if not tables:
-        return None
+        return {}
     table = next(iter(tables.values()))
     config = space.trial_config({})
-    mix, sl = table.get(step_kind("mix", config.mix_pass, None)), table.get("sl")
-    return mix / sl if mix and sl else None
+    kinds = {"mix": step_kind("mix", config.mix_pass, None)}
+    if config.ssl_source == "same":
+        kinds["ssl"] = "ssl"
+    sl = table.get("sl")
+    return {p: table[k] / sl for p, k in kinds.items() if sl and table.get(k)}
 
 
 def reporter(
@@ -330,4 +334,4 @@ def reporter(
             max_report_frequency=30,
             max_progress_rows=40,
         )
-    return SearchProgress(space, phase, mix_over_sl(space, tables), slots, earlier)
+    return SearchProgress(space, phase, step_ratios(space, tables), slots, earlier)
