@@ -166,8 +166,16 @@ def test_a_confirm_phase_prices_its_plans_from_the_search_trials_epochs(tmp_path
         for epoch, phase in enumerate(phases, start=1):
             total += {"ssl": SSL, "mix": MIX, "sl": SL}[phase]
             rows.append({"epoch": epoch, "phase": phase, "calibrated_latency_s": total})
+        # the trial ran its whole plan: 2 s of training per calibrated second, 10 s besides
+        rows[-1].update(
+            epochs_planned=len(phases), compute_s=2 * total, time_total_s=2 * total + 10
+        )
         text = "\n".join(json.dumps({**r, "trial_id": trial}) for r in rows)
         (tmp_path / trial / "result.json").write_text(text + "\n")
     progress = SearchProgress(space, "confirmation", {}, 2, earlier=tmp_path)
     assert progress.costs.plan_cost({"ssl": 1, "mix": 3, "sl": 1}) == SSL + 3 * MIX + SL
     assert SearchProgress(space, "confirmation", {}, 2).costs.cost("ssl") is None
+    # Before its first epoch, the confirm phase already has an ETA: the search's trials time it.
+    counts, eta = progress.snapshot([])
+    assert counts["confirmation"].pending == 6 and (eta.rate, eta.overhead) == (2.0, 10.0)
+    assert eta.seconds == pytest.approx(6 * (2.0 * eta.remaining_calibrated / 6 + 10.0) / 2)

@@ -14,7 +14,7 @@ search: its first finished trials are the cheap SL baselines, where the fixed pa
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 PHASES = ("ssl", "mix", "sl")
@@ -110,15 +110,20 @@ def slot_model(work: Iterable[TrialWork]) -> tuple[float, float] | None:
 
 
 def estimate(
-    work: list[TrialWork], unseen: list[Mapping[str, float]], costs: EpochCosts, slots: int
+    work: list[TrialWork],
+    unseen: list[Mapping[str, float]],
+    costs: EpochCosts,
+    slots: int,
+    earlier: Sequence[TrialWork] = (),
 ) -> Estimate:
     """Seconds until every trial (`work` and the not yet created `unseen` plans) ends.
 
     Each unfinished trial adds rate x (plan cost - calibrated done) + overhead x (the share of
     its plan still to run); each unseen plan rate x its cost + overhead. The trials share
-    `slots` slots: seconds = that sum / slots.
+    `slots` slots: seconds = that sum / slots. `earlier`: finished trials of an earlier phase,
+    which count towards the rate and overhead only.
     """
-    model = slot_model(work)
+    model = slot_model([*work, *earlier])
     left: list[tuple[float, float]] = []  # (calibrated seconds left, share of the plan left)
     for w in work:
         if w.finished:

@@ -74,8 +74,10 @@ class SearchProgress(ProgressReporter):
 
     def _reset(self) -> None:
         self.costs = EpochCosts(dict(self.over_sl))
-        if self.earlier is not None:  # a confirm phase prices its plans from the search's epochs
-            learn_from_folder(self.costs, self.earlier)
+        # A confirm phase prices its plans, and times them, from the search's trials.
+        self.finished_before = (
+            learn_from_folder(self.costs, self.earlier) if self.earlier is not None else []
+        )
         self.started = time.time()
         self.reported: set[str] = set()
         self.last_status = 0.0
@@ -124,7 +126,7 @@ class SearchProgress(ProgressReporter):
             missing = max(0, expected - len(mine))
             counts[phase] = Counts(done, running, len(mine) - done - running + missing)
             unseen += self.unseen_plans(phase, mine, missing, typical)
-        return counts, estimate(work, unseen, self.costs, self.slots)
+        return counts, estimate(work, unseen, self.costs, self.slots, self.finished_before)
 
     def expected(self) -> dict[str, int]:
         s = self.space
@@ -247,15 +249,29 @@ class SearchProgress(ProgressReporter):
             self.live = None
 
 
-def learn_from_folder(costs: EpochCosts, folder: Path) -> None:
-    """Feed `costs` every epoch the trials in `folder/<trial>/result.json` reported."""
+def learn_from_folder(costs: EpochCosts, folder: Path) -> list[TrialWork]:
+    """Feed `costs` every epoch the trials in `folder/<trial>/result.json` reported; return
+    those trials that ran their whole plan, as finished work (for the slot model)."""
+    finished = []
     for results in sorted(folder.glob("*/result.json")):
-        for row in read_results(results):
+        rows = read_results(results)
+        for row in rows:
             if row.get("epoch") and row.get("calibrated_latency_s") is not None:
                 trial = str(row.get("trial_id", results.parent.name))
-                costs.observe(
-                    trial, int(row["epoch"]), str(row.get("phase")), row["calibrated_latency_s"]
+                epoch, phase = int(row["epoch"]), str(row.get("phase"))
+                costs.observe(trial, epoch, phase, row["calibrated_latency_s"])
+        last = rows[-1] if rows else {}
+        if last.get("epoch") and last.get("epoch") == last.get("epochs_planned"):
+            finished.append(
+                TrialWork(
+                    {},
+                    finished=True,
+                    calibrated_done=float(last.get("calibrated_latency_s") or 0.0),
+                    slot_s=float(last.get("time_total_s") or 0.0),
+                    train_s=last.get("compute_s", last.get("train_latency_s")),
                 )
+            )
+    return finished
 
 
 def finished_line(trial: Any, space: SearchSpace) -> str:
