@@ -238,10 +238,8 @@ def confirmed_configs(analysis: Analysis, x: str, y: str) -> list[ConfigMean]:
 def plot_title(analysis: Analysis) -> str:
     name = analysis.experiment.space.get("name", analysis.experiment.path.name)
     front = len(analysis.front_configs)
-    what = "single runs" if analysis.basis == BY_RUN else "configurations (means over seeds)"
-    return (
-        f"{name}: {len(analysis.mix)} complete MixTraining trials; Pareto front of {front} {what}"
-    )
+    what = "single run(s)" if analysis.basis == BY_RUN else "configuration(s), means over seeds"
+    return f"{name}: {len(analysis.mix)} complete MixTraining trials; front: {front} {what}"
 
 
 def plot_note(analysis: Analysis) -> str:
