@@ -387,6 +387,7 @@ def test_resume_rejects_flags_it_would_ignore(tmp_path: Path, capsys) -> None:
         ["--wandb", "offline"],
         ["--set", "search.seed=1"],
         ["--space", "vit_mix"],
+        ["--verbose"],
     ):
         assert main(args + extra) == 2
         assert "drop " + extra[0] in capsys.readouterr().err

@@ -138,6 +138,7 @@ def search_command(
             "--max-concurrent": max_concurrent,
             "--wandb": wandb,
             "--set": sets or None,
+            "--verbose": verbose or None,  # the display comes back from tuner.pkl
         }
         given = [flag for flag, value in ignored.items() if value is not None]
         if given:  # Ray restores the searcher and callbacks as they were: these would be lost
