@@ -179,3 +179,23 @@ def test_a_confirm_phase_prices_its_plans_from_the_search_trials_epochs(tmp_path
     counts, eta = progress.snapshot([])
     assert counts["confirmation"].pending == 6 and (eta.rate, eta.overhead) == (2.0, 10.0)
     assert eta.seconds == pytest.approx(6 * (2.0 * eta.remaining_calibrated / 6 + 10.0) / 2)
+
+
+def test_on_a_terminal_the_display_is_drawn_with_rich_and_left_on_screen(monkeypatch, capsys):
+    space = load_space("vit_mix.yaml")
+    progress = SearchProgress(space, "search", {}, 2)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    done = {"epoch": 4, "phase": "sl", "calibrated_latency_s": 30.0, "time_total_s": 60.0}
+    done |= {"val_accuracy": 0.66, "calibrated_latency_s": 30.0}
+    mix = {"alpha": 0.5, "rho": 0.5, "lam": 0.5, "anneal": "none", "pipeline": "mixtraining"}
+    trials = [
+        FakeTrial("b0", {"pipeline": "sl", "seed": 0}, "TERMINATED", done),
+        FakeTrial("m0", mix, "TERMINATED", {**done, "val_accuracy": 0.7}),
+    ]
+    progress.report(trials, done=False)
+    assert progress.live is not None  # a rich Live display, redrawn in place
+    progress.report(trials, done=True)
+    assert progress.live is None  # stopped: the last state stays on screen
+    err = capsys.readouterr().err
+    assert "baselines" in err and "front so far" in err and "m0" in err
+    assert " finished: " not in err  # no plain lines on a terminal
