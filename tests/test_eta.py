@@ -175,6 +175,9 @@ def test_a_confirm_phase_prices_its_plans_from_the_search_trials_epochs(tmp_path
     progress = SearchProgress(space, "confirmation", {}, 2, earlier=tmp_path)
     assert progress.costs.plan_cost({"ssl": 1, "mix": 3, "sl": 1}) == SSL + 3 * MIX + SL
     assert SearchProgress(space, "confirmation", {}, 2).costs.cost("ssl") is None
+    # `tune-app confirm --top-k 1 --seeds 5 6`: the phase's own count, not the space's 3 x 2.
+    alone = SearchProgress(space, "confirmation", {}, 2, earlier=tmp_path, confirm_count=2)
+    assert alone.snapshot([])[0]["confirmation"].pending == 2
     # Before its first epoch, the confirm phase already has an ETA: the search's trials time it.
     counts, eta = progress.snapshot([])
     assert counts["confirmation"].pending == 6 and (eta.rate, eta.overhead) == (2.0, 10.0)

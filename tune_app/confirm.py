@@ -191,7 +191,7 @@ def phase_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=o.callbacks(space, where.local, wandb_mode),
             progress_reporter=progress.reporter(
-                space, "confirmation", verbose, costs, o.slots(space), where.local
+                space, "confirmation", verbose, costs, o.slots(space), where.local, len(configs)
             ),
         ),
     )

@@ -67,9 +67,17 @@ class SearchProgress(ProgressReporter):
         over_sl: dict[str, float],
         slots: int,
         earlier: Path | None = None,
+        confirm_count: int | None = None,
     ) -> None:
         self.space, self.phase, self.slots = space, phase, max(1, slots)
         self.over_sl, self.earlier = over_sl, earlier
+        # The confirmation trials: what this confirm phase runs, or what the space's
+        # search.confirm will run at most after the search phase.
+        self.confirm_count = (
+            space.confirm_top_k * len(space.confirm_seeds)
+            if confirm_count is None
+            else confirm_count
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -85,7 +93,10 @@ class SearchProgress(ProgressReporter):
         self.live: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("space", "phase", "slots", "over_sl", "earlier")}
+        return {
+            k: self.__dict__[k]
+            for k in ("space", "phase", "slots", "over_sl", "earlier", "confirm_count")
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -129,8 +140,7 @@ class SearchProgress(ProgressReporter):
         return counts, estimate(work, unseen, self.costs, self.slots, self.finished_before)
 
     def expected(self) -> dict[str, int]:
-        s = self.space
-        confirm = s.confirm_top_k * len(s.confirm_seeds)
+        s, confirm = self.space, self.confirm_count
         if self.phase == "confirmation":
             return {"confirmation": confirm}
         baselines = len(s.baseline_pipelines) * len(s.baseline_seeds)
@@ -334,11 +344,13 @@ def reporter(
     tables: Mapping[str, Mapping[str, float]] | None,
     slots: int,
     earlier: Path | None = None,
+    confirm_count: int | None = None,
 ) -> ProgressReporter:
     """`SearchProgress`, or with `verbose` Ray's status table over the space's objectives.
 
     `earlier`: the local experiment folder whose trials ran before this phase (their epoch
-    costs price a confirm phase's plans from its first moment)."""
+    costs price a confirm phase's plans from its first moment); `confirm_count`: the trials
+    of this confirm phase."""
     if verbose:
         from ray import tune
 
@@ -350,4 +362,5 @@ def reporter(
             max_report_frequency=30,
             max_progress_rows=40,
         )
-    return SearchProgress(space, phase, step_ratios(space, tables), slots, earlier)
+    ratios = step_ratios(space, tables)
+    return SearchProgress(space, phase, ratios, slots, earlier, confirm_count)
