@@ -108,6 +108,7 @@ def searched_section(analysis: Analysis) -> list[str]:
         f"- Space: `{space.get('name')}`: {space.get('description', '')}",
         f"- Fixed settings: {fixed or '(defaults)'}",
         "- Searched: " + "; ".join(param_text(n, s) for n, s in space["parameters"].items()),
+        *steps_note(space),
         "- Objectives: "
         + ", ".join(f"{g} `{m}`" for m, g in zip(exp.metrics, exp.goals, strict=True)),
         f"- Sampler: {search.get('sampler')}, {search.get('num_samples')} MixTraining samples, "
@@ -115,6 +116,23 @@ def searched_section(analysis: Analysis) -> list[str]:
         f"- Trials: {len(exp.table)}, {len(analysis.done)} complete; {left_out_text(analysis)}",
         "",
     ] + left_out_table(analysis)
+
+
+def steps_note(space: dict) -> list[str]:
+    """A continuous `rho` range at fixed epochs is drawn as its e_mix steps (the searcher is
+    told so; the dry-run lists the values): say so beside the range space.yaml records."""
+    rho, trainer = (space.get("parameters") or {}).get("rho") or {}, space.get("trainer") or {}
+    continuous = rho.get("distribution") in ("uniform", "log_uniform_values", "q_uniform")
+    if not continuous or not {"epochs_ssl", "epochs_sl"} <= set(trainer):
+        return []
+    m = min(int(trainer["epochs_ssl"]), int(trainer["epochs_sl"]))
+    if m == 0:
+        return []  # no MIX epoch whatever rho: nothing is searched in steps
+    return [
+        f"- `rho` was drawn as one value per e_mix = floor(rho * {m}) step of that range "
+        "(`tune-app search --dry-run` lists them under `steps`; searches before this rule drew "
+        "it continuously: see the `rho` values in trials.parquet)"
+    ]
 
 
 def left_out_table(analysis: Analysis) -> list[str]:

@@ -365,6 +365,7 @@ def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture
     report = (out / "report.md").read_text()
     for needle in ("## Pareto front", "| m1 |", "SSL+SL", "seed std", "Reference point", "u1"):
         assert needle in report
+    assert "`rho` was drawn as one value per e_mix = floor(rho * 2) step" in report
     check_png(out / "pareto.png")
     check_html(out / "pareto.html", [r["trial_id"] for r in FINISHED if r["complete"]])
 
