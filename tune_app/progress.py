@@ -154,7 +154,7 @@ class SearchProgress(ProgressReporter):
 
     def unseen_plans(
         self, phase: str, mine: list[Any], missing: int, typical: dict[str, float]
-    ) -> list[Any]:
+    ) -> list[Mapping[str, float]]:
         if phase != "baselines":
             return [typical] * missing
         seen = {(t.config.get("pipeline"), t.config.get("seed")) for t in mine}
@@ -190,7 +190,7 @@ class SearchProgress(ProgressReporter):
         front.sort(
             key=lambda t: -float(t.last_result[metrics[0]]) * (1 if goals[0] == "maximize" else -1)
         )
-        knobs = [k for k in self.space.searched if k in ("alpha", "rho", "lam", "anneal")]
+        knobs = list(self.space.searched)
         lines = []
         for t in front[:FRONT_LINES]:
             shown = " ".join(f"{k} {_short(t.config.get(k))}" for k in knobs)
