@@ -7,8 +7,9 @@ taken), so a plan's calibrated cost is known before the trial starts. A trial's 
 then taken in two parts, each measured on the trials that finished: its training seconds per
 calibrated second (`rate`; below 1 where SSL epochs come from the cache) and what the table
 leaves out, per trial (`overhead`: evaluation, checkpoints, data set-up), spread over its plan.
-A single ratio of slot time to calibrated time overestimated by a fifth at 10% of the default
-search: its first finished trials are the cheap SL baselines, where the fixed part weighs most.
+One ratio of slot time to calibrated time is not enough: the first trials to finish are the
+cheap SL baselines, where the fixed part weighs most (docs/benchmarks.md, "The progress
+display's ETA").
 """
 
 from __future__ import annotations
