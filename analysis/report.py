@@ -122,6 +122,7 @@ def steps_note(space: dict) -> list[str]:
     """A continuous `rho` range at fixed epochs is drawn as its e_mix steps (the searcher is
     told so; the dry-run lists the values): say so beside the range space.yaml records."""
     rho, trainer = (space.get("parameters") or {}).get("rho") or {}, space.get("trainer") or {}
+    # The continuous kinds of search_spaces.schema.CONTINUOUS (analysis imports none of ours).
     continuous = rho.get("distribution") in ("uniform", "log_uniform_values", "q_uniform")
     if not continuous or not {"epochs_ssl", "epochs_sl"} <= set(trainer):
         return []

@@ -52,11 +52,11 @@ class Analysis:
         """The MixTraining configurations on the front (means over seeds), fastest first."""
         if self.verdict is None:
             return pd.DataFrame()
-        configs = self.verdict.configs
+        configs, exp = self.verdict.configs, self.experiment
         front = configs[configs["on_front"]]
-        last = f"{self.experiment.metrics[-1]}_mean"
-        sign = 1 if self.experiment.goals[-1] == "minimize" else -1
-        return front.iloc[np.argsort(sign * front[last].to_numpy(dtype=float), kind="stable")]
+        means = front[[f"{m}_mean" for m in exp.metrics]].to_numpy(dtype=float)
+        # The order of the trial table (mark_mix): the last objective, then the first.
+        return front.iloc[np.lexsort(to_minimize(means, exp.goals).T)] if len(front) else front
 
     @property
     def knee_config(self) -> pd.Series | None:

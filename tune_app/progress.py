@@ -109,11 +109,7 @@ class SearchProgress(ProgressReporter):
 
     def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
         for t in trials:
-            r = t.last_result or {}
-            if r.get("epoch") and r.get("calibrated_latency_s") is not None:
-                self.costs.observe(
-                    t.trial_id, int(r["epoch"]), str(r.get("phase")), r["calibrated_latency_s"]
-                )
+            observe(self.costs, t.trial_id, t.last_result or {})
         if sys.stderr.isatty():
             self._draw(trials, done)
         else:
@@ -163,14 +159,8 @@ class SearchProgress(ProgressReporter):
         return [plan_of(self.space, {"pipeline": p, "seed": s}) for p, s in todo]
 
     def work(self, trial: Any) -> TrialWork:
-        r = trial.last_result or {}
-        return TrialWork(
-            plan_of(self.space, trial.config),
-            finished=trial.status in ENDED,
-            calibrated_done=float(r.get("calibrated_latency_s") or 0.0),
-            slot_s=float(r.get("time_total_s") or 0.0),
-            train_s=r.get("compute_s", r.get("train_latency_s")),
-        )
+        plan = plan_of(self.space, trial.config)
+        return trial_work(plan, trial.status in ENDED, trial.last_result or {})
 
     def front_lines(self, trials: list[Any]) -> list[str]:
         """The front of the finished MixTraining runs so far (single runs), a few lines."""
@@ -259,6 +249,24 @@ class SearchProgress(ProgressReporter):
             self.live = None
 
 
+def observe(costs: EpochCosts, trial_id: str, result: Mapping[str, Any]) -> None:
+    """Feed `costs` one reported epoch (a result without an epoch or a cost is skipped)."""
+    if result.get("epoch") and result.get("calibrated_latency_s") is not None:
+        epoch, phase = int(result["epoch"]), str(result.get("phase"))
+        costs.observe(trial_id, epoch, phase, result["calibrated_latency_s"])
+
+
+def trial_work(plan: Mapping[str, float], finished: bool, result: Mapping[str, Any]) -> TrialWork:
+    """A trial as the ETA sees it, from its plan and its last reported result."""
+    return TrialWork(
+        plan,
+        finished=finished,
+        calibrated_done=float(result.get("calibrated_latency_s") or 0.0),
+        slot_s=float(result.get("time_total_s") or 0.0),
+        train_s=result.get("compute_s", result.get("train_latency_s")),
+    )
+
+
 def learn_from_folder(costs: EpochCosts, folder: Path) -> list[TrialWork]:
     """Feed `costs` every epoch the trials in `folder/<trial>/result.json` reported; return
     those trials that ran their whole plan, as finished work (for the slot model)."""
@@ -266,21 +274,10 @@ def learn_from_folder(costs: EpochCosts, folder: Path) -> list[TrialWork]:
     for results in sorted(folder.glob("*/result.json")):
         rows = read_results(results)
         for row in rows:
-            if row.get("epoch") and row.get("calibrated_latency_s") is not None:
-                trial = str(row.get("trial_id", results.parent.name))
-                epoch, phase = int(row["epoch"]), str(row.get("phase"))
-                costs.observe(trial, epoch, phase, row["calibrated_latency_s"])
+            observe(costs, str(row.get("trial_id", results.parent.name)), row)
         last = rows[-1] if rows else {}
         if last.get("epoch") and last.get("epoch") == last.get("epochs_planned"):
-            finished.append(
-                TrialWork(
-                    {},
-                    finished=True,
-                    calibrated_done=float(last.get("calibrated_latency_s") or 0.0),
-                    slot_s=float(last.get("time_total_s") or 0.0),
-                    train_s=last.get("compute_s", last.get("train_latency_s")),
-                )
-            )
+            finished.append(trial_work({}, True, last))
     return finished
 
 
