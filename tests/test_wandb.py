@@ -141,6 +141,7 @@ def test_offline_search_logs_every_trial_and_never_the_key(
     pareto = run_files(experiment / "wandb", "pareto-w")
     assert len(pareto) == 1
     run = read_run(pareto[0])
+    assert run.finished  # analyze returned only once W&B had written the whole run
     assert run.group == "w" and run.name == "pareto"
     logged = run.history[0]["trials"]
     assert logged["_type"] == "table-file" and logged["nrows"] == len(table)

@@ -17,6 +17,7 @@ import json
 import netrc
 import os
 import sys
+import time
 import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
@@ -364,6 +365,7 @@ def last_reported_epoch(trial: Any) -> int:
 
 
 PARETO_PREFIX = "pareto-"
+FLUSH_WAIT_S = 60.0
 
 
 def log_pareto_run(experiment: Path, trials: list[dict[str, Any]], png: Path) -> Path | None:
@@ -401,4 +403,11 @@ def log_pareto_run(experiment: Path, trials: list[dict[str, Any]], png: Path) ->
     run.log({"trials": table, "pareto": wandb.Image(str(png))})
     folder = Path(run.dir).parent
     run.finish()
+    # wandb-core writes the run file from its own process; `finish` can return before the
+    # exit record is on disk, so wait (bounded) until the folder printed holds the whole run.
+    deadline = time.monotonic() + FLUSH_WAIT_S
+    while time.monotonic() < deadline and not any(
+        read_run(f).finished for f in folder.glob("run-*.wandb")
+    ):
+        time.sleep(0.2)
     return folder

@@ -76,6 +76,7 @@ class RunFile:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False  # the file holds the run's exit record: W&B wrote all of it
 
 
 def read_run(path: Path) -> RunFile:
@@ -93,6 +94,8 @@ def read_run(path: Path) -> RunFile:
             run.history.append(_items(r.history.item))
         elif kind == "summary":
             run.summary.update(_items(r.summary.update))
+        elif kind == "exit":
+            run.finished = True
     return run
 
 
