@@ -117,14 +117,15 @@ def _absolute(data_dir: Any) -> Any:
     return str(Path(data_dir).expanduser().resolve())
 
 
+PATH_FIELDS = ("data_dir", "unlabeled_dir", "data_cache")  # folders: made absolute
+
+
 def _absolute_data_dir(trainer: dict[str, Any]) -> dict[str, Any]:
-    if "data_dir" not in trainer:
-        return trainer
-    return {**trainer, "data_dir": _absolute(trainer["data_dir"])}
+    return {k: _absolute(v) if k in PATH_FIELDS else v for k, v in trainer.items()}
 
 
 def _absolute_data_dirs(param: Param) -> Param:
-    if param.name != "data_dir":
+    if param.name not in PATH_FIELDS:
         return param
     values = tuple(_absolute(v) for v in param.values)
     return dataclasses.replace(param, values=values, value=_absolute(param.value))

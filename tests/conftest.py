@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -22,6 +23,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("WANDB_API_KEY", None)
     os.environ["WANDB_BASE_URL"] = UNREACHABLE_WANDB
     os.environ["WANDB_MODE"] = "disabled"
+    # Prepared image folders go to a temp folder of this session, never the user's cache.
+    os.environ["TUNE_APP_DATA_CACHE"] = tempfile.mkdtemp(prefix="tune-app-data-cache-")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -191,7 +191,7 @@ def test_corrupt_jpeg_names_file(tmp_path: Path) -> None:
     written = write_tinyimagenet(tmp_path)
     bad = written["val"][2][0]
     bad.write_bytes(bad.read_bytes()[:200])
-    with pytest.raises(ValueError, match=f"corrupt or missing image .*{bad.name}"):
+    with pytest.raises(ValueError, match=f"{bad.name}: not a readable image"):
         load_dataset("tinyimagenet", tmp_path)
 
 

@@ -26,6 +26,7 @@ from tune_app.settings import load_yaml
 ROOT = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).parent / "fixtures" / "bad_spaces"
 BUNDLED = (
+    "folder_vit",
     "resnet18_cifar10",
     "resnet_mix",
     "vit_mix",

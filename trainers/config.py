@@ -26,6 +26,7 @@ SSL_SCHEDULES = ("phase", "budget")
 # indices on some kernels) and the arithmetic on them never overflow.
 SEED_MAX = 2**64 - 1
 COUNT_MAX = 2**31 - 1
+IMAGE_SIZE_MAX = 1024  # a side above this is a typo: one 1024 px RGB image is 3 MB
 
 # Paper Tables 12-13: base learning rates at batch 256 (scaled linearly with the batch size).
 PAPER_LR_SSL = {"vit": 1.5e-4, "resnet": 1e-4}
@@ -53,6 +54,10 @@ class TrialConfig:
     model: str = "vit_micro"
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
+    unlabeled_dir: str | None = None  # dataset "folder": images for SSL (docs/data.md)
+    image_size: int | None = None  # resize (shorter side, centre crop) when prepared
+    test_fraction: float = 0.1  # dataset "folder" without test/: the share held out
+    data_cache: str | None = None  # where prepared datasets live (None: ~/.cache/tune-app/data)
     val_fraction: float = 0.1
     labeled_fraction: float = 0.1
     ssl_source: str = "same"
@@ -217,15 +222,25 @@ def _check_numbers(c: TrialConfig) -> None:
 
 def _validate(c: TrialConfig) -> None:
     # Imported here: the registries live with the code that implements them.
-    from trainers.data import DATASETS
+    from trainers.data import BUILTIN_DATASETS, DATASETS
     from trainers.models import MODELS
 
     _check_numbers(c)
     _check(c.model in MODELS, "model", f"one of {', '.join(MODELS)}", c.model)
     _check(c.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}", c.dataset)
-    ssl_ok = c.ssl_source in SSL_SOURCES_FIXED or c.ssl_source in DATASETS
-    allowed = f"same, unlabeled, all or a dataset ({', '.join(DATASETS)})"
+    ssl_ok = c.ssl_source in SSL_SOURCES_FIXED or c.ssl_source in BUILTIN_DATASETS
+    allowed = f"same, unlabeled, all or a dataset ({', '.join(BUILTIN_DATASETS)})"
     _check(ssl_ok, "ssl_source", allowed, c.ssl_source)
+    _check(
+        c.unlabeled_dir is None or c.dataset == "folder",
+        "unlabeled_dir",
+        "null unless dataset is folder",
+        c.unlabeled_dir,
+    )
+    if c.image_size is not None:
+        ok = isinstance(c.image_size, int) and 4 <= c.image_size <= IMAGE_SIZE_MAX
+        _check(ok, "image_size", f"an integer in [4, {IMAGE_SIZE_MAX}] or null", c.image_size)
+    _check(0.0 < c.test_fraction < 1.0, "test_fraction", "a number in (0, 1)", c.test_fraction)
     _check(c.pipeline in PIPELINES, "pipeline", f"one of {', '.join(PIPELINES)}", c.pipeline)
     _check(c.anneal in ANNEALS, "anneal", f"one of {', '.join(ANNEALS)}", c.anneal)
     _check(c.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", c.precision)

@@ -171,10 +171,11 @@ def shaped_splits(train: int, val: int, ssl: int, chans: int, size: int, classes
 
 
 def data_bytes(splits: Splits) -> int:
-    """The uint8 images and labels the trainer keeps on the device."""
+    """The uint8 images and labels the trainer keeps on the device (a `Rows` view of a memory
+    map stays on the host: only its batches reach the device)."""
     names = ("train_x", "train_y", "val_x", "val_y", "ssl_x")
     tensors = [getattr(splits, k) for k in names]
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
 def trial_peak_gb(config: TrialConfig, splits: Splits, bf16: bool) -> float:

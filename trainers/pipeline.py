@@ -21,7 +21,7 @@ from timm.optim import param_groups_weight_decay
 from trainers.accel import InputMixer, check_accel
 from trainers.calibrate import calibrated_seconds, config_step_kinds, step_kind
 from trainers.config import TrialConfig
-from trainers.data import Splits, build_splits, channel_constants, normalize
+from trainers.data import DataOptions, Splits, build_splits, channel_constants, normalize
 from trainers.models import MixModel, create_model
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
 from trainers.runtime import Runtime, host, resolve_runtime, synchronize
@@ -57,12 +57,22 @@ def load_splits(config: TrialConfig, device: torch.device) -> Splits:
         ssl_source=config.ssl_source,
         label_noise=config.label_noise,
         seed=config.seed,
+        options=data_options(config),
     )
     if device.type == "cpu":
         return splits
     moved = {k: getattr(splits, k) for k in ("train_x", "train_y", "val_x", "val_y", "ssl_x")}
     moved = {k: (v.to(device) if v is not None else None) for k, v in moved.items()}
     return type(splits)(**{**splits.__dict__, **moved})
+
+
+def data_options(config: TrialConfig) -> DataOptions:
+    return DataOptions(
+        image_size=config.image_size,
+        unlabeled_dir=config.unlabeled_dir,
+        test_fraction=config.test_fraction,
+        cache_dir=config.data_cache,
+    )
 
 
 def make_optimizer(
@@ -114,6 +124,7 @@ EXECUTION_FIELDS = (
     "eval_batch_size",
     "checkpoint_every",
     "checkpoint_minutes",
+    "data_cache",
 )
 
 

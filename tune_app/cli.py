@@ -13,6 +13,11 @@ import click
 
 from tune_app.settings import UserInputError
 
+DATA_CACHE_HELP = (
+    "Where prepared image folders live (default: ~/.cache/tune-app/data for train and data, "
+    "<storage path>/data-cache for search)."
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tune-app")
@@ -32,12 +37,21 @@ def cli() -> None:
 @click.option("--out", default=None, help="Run folder (default: runs/<config name>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and phases as JSON.")
+@click.option("--data-cache", default=None, help=DATA_CACHE_HELP)
 def train(
-    config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool, dry_run: bool
+    config_path: str,
+    overrides: tuple[str, ...],
+    out: str | None,
+    resume: bool,
+    dry_run: bool,
+    data_cache: str | None,
 ) -> int:
     """Run the pipeline once (SSL, MIX, SL phases) and write metrics and checkpoints."""
+    from tune_app.data import cache_path_arg
     from tune_app.train import train_command  # imports torch: keep `--help` fast
 
+    if data_cache is not None:
+        overrides = (*overrides, f"data_cache={cache_path_arg(data_cache)}")
     return train_command(config_path, overrides, out, resume, dry_run)
 
 
@@ -75,6 +89,7 @@ def train(
     is_flag=True,
     help="Show Ray Tune's status table instead of tune-app's progress display.",
 )
+@click.option("--data-cache", default=None, help=DATA_CACHE_HELP)
 def search(space_arg: str | None, **options: object) -> int:
     """Search MixTraining's knobs with Ray Tune + Optuna, baselines included."""
     from tune_app.search import search_command
@@ -190,6 +205,26 @@ def confirm(
     from tune_app.confirm import confirm_command
 
     return confirm_command(experiment, top_k, seeds, wandb, verbose)
+
+
+@cli.command()
+@click.argument("path", metavar="PATH")
+@click.option(
+    "--image-size",
+    type=int,
+    default=None,
+    help="Side in pixels: shorter side resized, centre cropped (default: the common size).",
+)
+@click.option("--unlabeled", default=None, help="A folder of unlabelled images (any layout).")
+@click.option("--prepare", is_flag=True, help="Decode into the cache now, ahead of a search.")
+@click.option("--data-cache", default=None, help=DATA_CACHE_HELP)
+def data(
+    path: str, image_size: int | None, unlabeled: str | None, prepare: bool, data_cache: str | None
+) -> int:
+    """Check a folder of images (classes, counts, sizes, unreadable files); --prepare it."""
+    from tune_app.data import cache_path_arg, data_command
+
+    return data_command(path, image_size, unlabeled, prepare, cache_path_arg(data_cache))
 
 
 @cli.command()

@@ -100,13 +100,24 @@ def check_data(space: SearchSpace) -> None:
     import torch
 
     from trainers.accel import check_accel
+    from trainers.models import create_model
     from trainers.pipeline import load_splits
+    from tune_app.data import prepare_for
 
     config = space.trial_config({}, "mixtraining", None)
+    prepare_for(config, f"{space.source}: trainer")  # a folder: decoded once, here
     try:
-        n = len(load_splits(config, torch.device("cpu")).train_x)
+        splits = load_splits(config, torch.device("cpu"))
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.dataset: {e}") from e
+    n = len(splits.train_x)
+    try:  # an image size the model cannot take (a ViT's patch grid, a CNN's stride)
+        create_model(config.model, splits.num_classes, splits.image_size, splits.in_chans)
+    except ValueError as e:
+        raise UserInputError(
+            f"{space.source}: trainer.image_size = {splits.image_size} (the data's): "
+            f"model {config.model}: {e}"
+        ) from e
     try:
         check_accel(config.sl_accel, n, config.sl_skip_fraction)
     except ValueError as e:
@@ -126,6 +137,7 @@ def search_command(
     resume: bool,
     dry_run: bool,
     verbose: bool = False,
+    data_cache: str | None = None,
 ) -> int:
     """Body of `tune-app search`. Returns the exit code; raises UserInputError for bad input."""
     if name is not None:
@@ -139,6 +151,7 @@ def search_command(
             "--wandb": wandb,
             "--set": sets or None,
             "--verbose": verbose or None,  # the display comes back from tuner.pkl
+            "--data-cache": data_cache,  # space.yaml holds the one the search started with
         }
         given = [flag for flag, value in ignored.items() if value is not None]
         if given:  # Ray restores the searcher and callbacks as they were: these would be lost
@@ -160,6 +173,9 @@ def search_command(
         raise UserInputError("--space is required: a bundled name (tune-app spaces) or a file")
     space = resolve_space(space_arg, sets, num_samples, max_concurrent)
     where = locate(storage_path, name or default_name(space.name, time.strftime("%Y%m%d-%H%M%S")))
+    cache = None if resume else data_cache_setting(space, where, data_cache)
+    if cache is not None:  # trials read the prepared data from where the driver wrote it
+        space = resolve_space(space_arg, (*sets, cache), num_samples, max_concurrent)
     if not resume:
         note_rho_without_mix(space)
     if dry_run:
@@ -181,6 +197,24 @@ def search_command(
         return run_search(
             space, where, address=address, resume=resume, wandb_mode=mode, verbose=verbose
         )
+
+
+def data_cache_setting(space: SearchSpace, where: Location, given: str | None) -> str | None:
+    """The `--set` that tells trials where the prepared data lives, or None (nothing to set).
+
+    `--data-cache DIR` wins; a prepared dataset (folder, tinyimagenet) whose space names no
+    `trainer.data_cache` gets `<storage path>/data-cache`, shared by the storage's experiments
+    and, where the storage path is shared (as Ray needs on a cluster), by every node.
+    """
+    from trainers.data.loaders import PREPARED_DATASETS
+    from tune_app.data import cache_path_arg
+
+    if given is not None:
+        return f"trainer.data_cache={cache_path_arg(given)}"
+    config = space.trial_config({})
+    if config.dataset not in PREPARED_DATASETS or config.data_cache is not None:
+        return None
+    return f"trainer.data_cache={where.local.resolve().parent / 'data-cache'}"
 
 
 NO_MIX_NOTICE_SHARE = 0.05  # below this, the duplicated SSL+SL runs are not worth a word

@@ -22,6 +22,7 @@ from trainers.calibrate import run_hardware_key
 from trainers.pipeline import same_recipe
 from tune_app.checkpoints import CheckpointError, load_state
 from tune_app.claim import claim
+from tune_app.data import prepare_for
 from tune_app.settings import (
     UserInputError,
     check_out_path,
@@ -152,6 +153,7 @@ def train_in(folder: Path, config: TrialConfig, config_path: str, resume: bool) 
         f" -> {folder}",
         file=sys.stderr,
     )
+    prepare_for(config, config_path)  # a folder: decoded once, before the run starts
     runner = RunFolder(folder, config, total, resumed=checkpoint is not None)
     try:
         final = run(config, runner.report, checkpoint, run_step_costs(config, folder, checkpoint))

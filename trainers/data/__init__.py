@@ -1,11 +1,24 @@
 """In-memory datasets, splits and batched augmentation (the README's "Data" section)."""
 
 from .augment import apply_augment, augment, augment_params, channel_constants, normalize
-from .loaders import DATASETS, RawDataset, load_dataset
+from .loaders import (
+    BUILTIN_DATASETS,
+    DATASETS,
+    PREPARED_DATASETS,
+    DataOptions,
+    RawDataset,
+    load_dataset,
+    prepare_dataset,
+)
+from .rows import Rows
 from .splits import Splits, build_splits
 
 __all__ = [
+    "BUILTIN_DATASETS",
     "DATASETS",
+    "DataOptions",
+    "PREPARED_DATASETS",
+    "Rows",
     "RawDataset",
     "Splits",
     "apply_augment",
@@ -15,4 +28,5 @@ __all__ = [
     "channel_constants",
     "load_dataset",
     "normalize",
+    "prepare_dataset",
 ]

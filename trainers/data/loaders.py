@@ -6,19 +6,29 @@ Nothing here downloads: every loader reads the dataset's standard on-disk format
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import gzip
 import pickle
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-DATASETS = ("fashion_mnist", "cifar10", "cifar100", "tinyimagenet", "digits")
+DATASETS = ("fashion_mnist", "cifar10", "cifar100", "tinyimagenet", "digits", "folder")
+# Built-in datasets that can feed another's SSL (`ssl_source: <name>`): a folder cannot.
+BUILTIN_DATASETS = DATASETS[:-1]
+DEFAULT_DATA_CACHE = "~/.cache/tune-app/data"
+CACHE_ENV = "TUNE_APP_DATA_CACHE"  # overrides the default (tests point it at a temp folder)
+
+
+def default_cache() -> str:
+    return os.environ.get(CACHE_ENV) or DEFAULT_DATA_CACHE
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
@@ -52,9 +62,28 @@ class RawDataset:
     test_x: Tensor  # uint8 [Nt, C, H, W]
     test_y: Tensor  # int64 [Nt]
     num_classes: int
+    # a folder's own val/ split (used as given), its unlabelled images, and its class names
+    val_x: Tensor | None = None
+    val_y: Tensor | None = None
+    unlabeled_x: Tensor | None = None
+    classes: tuple[str, ...] = ()
+    mapped: bool = False  # the image tensors are memory maps of a prepared dataset
+    note: str = ""  # what the preparation decided (sizes, held-out test), for the run's output
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> RawDataset:
+@dataclass(frozen=True)
+class DataOptions:
+    """Settings that change what `load_dataset` returns beyond the dataset's name."""
+
+    image_size: int | None = None  # None: the dataset's own (a folder's common) size
+    unlabeled_dir: str | None = None  # folder only
+    test_fraction: float = 0.1  # folder without test/: the held-out share
+    cache_dir: str | None = None  # prepared folders and tinyimagenet; None: default_cache()
+
+
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, options: DataOptions = DataOptions()
+) -> RawDataset:
     """Load a dataset's train and test split into memory.
 
     Args:
@@ -62,6 +91,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> RawDataset:
         data_dir: folder holding the files (the README's "Data" section); `None` uses the
             default location where there is one (Fashion-MNIST's Debian package, scikit-learn's
             bundled digits).
+        options: image size, a folder's unlabelled images and held-out test share, and where
+            prepared datasets are cached (docs/data.md).
 
     Returns:
         The raw dataset, cached per `(name, data_dir)` because trials reload it repeatedly.
@@ -73,17 +104,83 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> RawDataset:
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
     key = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
-    return _load_cached(name, key)
+    if name != "folder" and options.unlabeled_dir is not None:
+        raise ValueError(f"unlabeled_dir is for dataset 'folder', not {name!r}")
+    return _load_cached(name, key, options)
 
 
-@functools.lru_cache(maxsize=4)  # small: one decoded tinyimagenet is ~1.2 GB
-def _load_cached(name: str, data_dir: str | None) -> RawDataset:
+@functools.lru_cache(maxsize=4)  # small: one decoded cifar100 is ~180 MB
+def _load_cached(name: str, data_dir: str | None, options: DataOptions) -> RawDataset:
+    if name in PREPARED_DATASETS:
+        return _load_prepared(name, data_dir, options)
+    raw = _load_builtin(name, data_dir)
+    if options.image_size is None or options.image_size == raw.train_x.shape[-1]:
+        return raw
+    from .splits import convert_images
+
+    chans, size = raw.train_x.shape[1], options.image_size
+    return dataclasses.replace(
+        raw,
+        train_x=convert_images(raw.train_x, chans, size),
+        test_x=convert_images(raw.test_x, chans, size),
+        note=f"resized from {raw.train_x.shape[-1]} to {size} px",
+    )
+
+
+PREPARED_DATASETS = ("folder", "tinyimagenet")  # decoded once into a memory-mapped cache
+
+
+def prepare_dataset(
+    name: str, data_dir: str | Path | None, options: DataOptions, quiet: bool = True
+) -> Any:
+    """The prepared dataset (`folder.Prepared`) of a folder or tinyimagenet, built if missing
+    (with a progress bar unless `quiet`); None for datasets held in memory as read."""
+    from .folder import PrepareSettings, prepare
+
+    if name not in PREPARED_DATASETS:
+        return None
+    cache = options.cache_dir or default_cache()
+    if name == "folder":
+        if data_dir is None:
+            raise ValueError("dataset 'folder' needs data_dir (a folder of class folders)")
+        settings = PrepareSettings(options.image_size, options.test_fraction)
+        return prepare(
+            data_dir, cache, unlabeled_dir=options.unlabeled_dir, settings=settings, quiet=quiet
+        )
+    scan = _tinyimagenet_scan(None if data_dir is None else str(data_dir))
+    settings = PrepareSettings(options.image_size)
+    return prepare(scan.root, cache, settings=settings, scan=scan, quiet=quiet)
+
+
+def _load_prepared(name: str, data_dir: str | None, options: DataOptions) -> RawDataset:
+    p = prepare_dataset(name, data_dir, options)
+    a = {k: torch.from_numpy(v) for k, v in p.arrays.items()}
+    m = p.manifest
+    held = (
+        f"; test held out: {m['settings']['test_fraction']:.0%} per class, seed 0"
+        if m["test_held_out"]
+        else ""
+    )
+    return RawDataset(
+        a["train_x"],
+        a["train_y"],
+        a["test_x"],
+        a["test_y"],
+        num_classes=len(m["classes"]),
+        val_x=a.get("val_x"),
+        val_y=a.get("val_y"),
+        unlabeled_x=a.get("unlabeled_x"),
+        classes=tuple(m["classes"]),
+        mapped=True,
+        note=f"prepared {p.path} ({m['images']} images, {m['channels']}x{m['image_size']}px{held})",
+    )
+
+
+def _load_builtin(name: str, data_dir: str | None) -> RawDataset:
     if name == "fashion_mnist":
         return _load_fashion_mnist(Path(data_dir or FASHION_MNIST_DIR))
     if name in _CIFAR:
         return _load_cifar(name, data_dir)
-    if name == "tinyimagenet":
-        return _load_tinyimagenet(data_dir)
     return _load_digits()
 
 
@@ -195,7 +292,10 @@ def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[n
 # ---------------------------------------------------------------- Tiny ImageNet (JPEG folders)
 
 
-def _load_tinyimagenet(data_dir: str | None) -> RawDataset:
+def _tinyimagenet_scan(data_dir: str | None) -> Any:
+    """The standard `tiny-imagenet-200` folder as a folder scan (its val/ is the test split)."""
+    from .folder import FolderScan
+
     how = f"download and extract {_TINY_URL} and pass data_dir (the folder or its parent)"
     root = _need_dir("tinyimagenet", data_dir, how)
     root = root if (root / "wnids.txt").is_file() else root / "tiny-imagenet-200"
@@ -208,39 +308,19 @@ def _load_tinyimagenet(data_dir: str | None) -> RawDataset:
     wnids = sorted(w.strip() for w in (root / "wnids.txt").read_text().split() if w.strip())
     index = {w: i for i, w in enumerate(wnids)}
     train = [
-        (p, index[w]) for w in wnids for p in sorted((root / "train" / w / "images").glob("*.JPEG"))
+        (str(p.relative_to(root)), index[w])
+        for w in wnids
+        for p in sorted((root / "train" / w / "images").glob("*.JPEG"))
     ]
-    val = []
+    test = []
     for line in filter(str.strip, ann.read_text().splitlines()):
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index:
             raise ValueError(f"corrupt {ann}: line {line!r} lacks a known wnid in column 2")
-        val.append((root / "val" / "images" / fields[0], index[fields[1]]))
-    if not train or not val:
+        test.append((f"val/images/{fields[0]}", index[fields[1]]))
+    if not train or not test:
         raise ValueError(f"dataset 'tinyimagenet': no train or val images under {root}; {how}")
-    return _raw(*_decode_jpegs(train), *_decode_jpegs(val), num_classes=len(wnids))
-
-
-def _decode_jpegs(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image  # only tinyimagenet needs PIL; keep the import off the common path
-
-    x = np.empty((len(items), 3, 64, 64), dtype=np.uint8)  # filled in place: no second copy
-
-    def decode(i: int) -> None:
-        path = items[i][0]
-        try:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise ValueError(f"corrupt or missing image {path}: {e}") from e
-        if a.shape != (64, 64, 3):
-            raise ValueError(f"image {path} is {a.shape[1]}x{a.shape[0]}, expected 64x64")
-        x[i] = a.transpose(2, 0, 1)
-
-    # PIL's decoder releases the GIL, so threads overlap the 100k small decodes.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(decode, range(len(items))))  # list() re-raises a worker's error
-    return x, np.array([y for _, y in items], dtype=np.int64)
+    return FolderScan(root=root, classes=wnids, splits={"train": train, "test": test})
 
 
 # ---------------------------------------------------------------- scikit-learn digits

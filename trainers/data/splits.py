@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .loaders import DATASETS, load_dataset
+from .loaders import BUILTIN_DATASETS, DataOptions, RawDataset, load_dataset
+from .rows import Rows, select
 
-SSL_SOURCES = ("same", "unlabeled", "all", *DATASETS)
+SSL_SOURCES = ("same", "unlabeled", "all", *BUILTIN_DATASETS)
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: RGB -> gray as luminance
 _CHUNK = 4096  # images per resize step: bounds the float copy (tinyimagenet is 100k images)
 
@@ -24,18 +25,22 @@ _CHUNK = 4096  # images per resize step: bounds the float copy (tinyimagenet is 
 class Splits:
     """All tensors a trial trains and evaluates on (see docs/internal-interfaces.md)."""
 
-    train_x: Tensor  # uint8 [N, C, H, W] labelled pool (after labeled_fraction, label_noise)
+    # Image "tensors" are uint8 tensors, or `Rows` views of a large prepared dataset's memory
+    # map (gathered per batch; trainers/data/rows.py).
+    train_x: Tensor | Rows  # uint8 [N, C, H, W] labelled pool (labeled_fraction, label_noise)
     train_y: Tensor  # int64 [N]
-    val_x: Tensor  # uint8 [Nv, C, H, W] held out of the training images
+    val_x: Tensor | Rows  # uint8 [Nv, C, H, W] held out of the training images (or val/)
     val_y: Tensor  # int64 [Nv], never noised
-    test_x: Tensor  # uint8 [Nt, C, H, W] the dataset's own test split
+    test_x: Tensor | Rows  # uint8 [Nt, C, H, W] the dataset's own test split
     test_y: Tensor  # int64 [Nt], never noised
-    ssl_x: Tensor | None  # uint8 [Ns, C, H, W]; None = SSL uses train_x (ssl_source="same")
+    ssl_x: Tensor | Rows | None  # uint8 [Ns, C, H, W]; None = SSL uses train_x ("same")
     num_classes: int
     in_chans: int
     image_size: int
     mean: tuple[float, ...]  # per channel, of train_x / 255
     std: tuple[float, ...]
+    classes: tuple[str, ...] = ()  # a folder's class names (index = label)
+    note: str = ""  # what loading decided, for the run's output
 
 
 def build_splits(
@@ -47,6 +52,7 @@ def build_splits(
     ssl_source: str = "same",
     label_noise: float = 0.0,
     seed: int = 0,
+    options: DataOptions | None = None,
 ) -> Splits:
     """Split a dataset's training images into labelled pool, validation and SSL images.
 
@@ -69,6 +75,10 @@ def build_splits(
             name (its training images, converted to this dataset's channels and size).
         label_noise: probability of replacing a labelled image's label, in [0, 1).
         seed: one seed for every random choice; the same seed gives identical splits.
+        options: image size, a folder's unlabelled images, the prepared-data cache
+            (`load_dataset`). A folder's own val/ is the validation split (val_fraction unused);
+            its unlabelled images are what "unlabeled" means, and "all" adds them to every
+            non-validation training image.
 
     Returns:
         The `Splits`, with per-channel mean/std of `train_x / 255`.
@@ -84,31 +94,48 @@ def build_splits(
         raise ValueError(
             f"ssl_source {ssl_source!r} is not allowed for dataset {dataset!r}; allowed: 'same', "
             f"'unlabeled', 'all' or another dataset: "
-            f"{', '.join(d for d in DATASETS if d != dataset)}"
+            f"{', '.join(d for d in BUILTIN_DATASETS if d != dataset)}"
         )
-    raw = load_dataset(dataset, data_dir)
+    raw = load_dataset(dataset, data_dir, options or DataOptions())
     rng = np.random.default_rng(seed)
     labels = raw.train_y.numpy()
-    val_idx, rest = _stratified_take(labels, np.arange(len(labels)), val_fraction, rng, keep=1)
+    everything = np.arange(len(labels))
+    if raw.val_x is None:
+        val_idx, rest = _stratified_take(labels, everything, val_fraction, rng, keep=1)
+    else:
+        val_idx, rest = np.array([], dtype=np.int64), everything
     lab_idx, unlab = _stratified_take(labels, rest, labeled_fraction, rng, keep=0)
     train_y = _noisy_labels(labels[lab_idx], label_noise, raw.num_classes, rng)
-    train_x = raw.train_x[torch.from_numpy(lab_idx)]
+    train_x = select([(raw.train_x, lab_idx)], raw.mapped)
+    if raw.val_x is None:
+        val_x = select([(raw.train_x, val_idx)], raw.mapped)
+        val_y = raw.train_y[torch.from_numpy(val_idx)]
+    else:
+        assert raw.val_y is not None
+        val_x, val_y = raw_images(raw.val_x, raw.mapped), raw.val_y
     _, in_chans, image_size, _ = train_x.shape
     mean, std = _channel_stats(train_x)
     return Splits(
         train_x=train_x,
         train_y=torch.from_numpy(train_y),
-        val_x=raw.train_x[torch.from_numpy(val_idx)],
-        val_y=raw.train_y[torch.from_numpy(val_idx)],
-        test_x=raw.test_x,
+        val_x=val_x,
+        val_y=val_y,
+        test_x=raw_images(raw.test_x, raw.mapped),
         test_y=raw.test_y,
-        ssl_x=_ssl_images(ssl_source, raw.train_x, (rest, unlab), data_dir, in_chans, image_size),
+        ssl_x=_ssl_images(ssl_source, raw, (rest, unlab), data_dir, in_chans, image_size),
         num_classes=raw.num_classes,
         in_chans=in_chans,
         image_size=image_size,
         mean=mean,
         std=std,
+        classes=raw.classes,
+        note=raw.note,
     )
+
+
+def raw_images(x: Tensor, mapped: bool) -> Tensor | Rows:
+    """A whole array as a split: a view when it is a large memory map, else itself."""
+    return select([(x, np.arange(len(x)))], mapped) if mapped else x
 
 
 def _check_range(
@@ -156,12 +183,17 @@ def _noisy_labels(
     return np.where(flip, (y + offset) % num_classes, y).astype(np.int64)
 
 
-def _channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _channel_stats(x: Tensor | Rows) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of x / 255, exact from a 256-bin histogram (no float copy)."""
     values = torch.arange(256, dtype=torch.float64) / 255
     means, stds = [], []
+    hists = torch.zeros(x.shape[1], 256, dtype=torch.float64)
+    for i in range(0, len(x), _CHUNK):
+        chunk = x[i : i + _CHUNK]
+        for c in range(x.shape[1]):
+            hists[c] += torch.bincount(chunk[:, c].reshape(-1), minlength=256).double()
     for c in range(x.shape[1]):
-        hist = torch.bincount(x[:, c].reshape(-1), minlength=256).double()
+        hist = hists[c]
         mean = float((hist * values).sum() / hist.sum())
         var = float((hist * (values - mean) ** 2).sum() / hist.sum())
         means.append(mean)
@@ -171,26 +203,32 @@ def _channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _ssl_images(
     source: str,
-    train_x: Tensor,
+    raw: RawDataset,
     pools: tuple[np.ndarray, np.ndarray],
     data_dir: str | Path | None,
     chans: int,
     size: int,
-) -> Tensor | None:
+) -> Tensor | Rows | None:
     """pools: (every non-validation index, the unlabelled ones among them), both sorted."""
     rest, unlab = pools
-    if source == "same" or source == "all" and len(unlab) == 0:
+    extra = raw.unlabeled_x  # a folder's unlabeled_dir images
+    if source == "same" or source == "all" and len(unlab) == 0 and extra is None:
         return None
     if source == "all":
-        return train_x[torch.from_numpy(rest)]
+        parts = [(raw.train_x, rest)]
+        if extra is not None:
+            parts.append((extra, np.arange(len(extra))))
+        return select(parts, raw.mapped)
     if source == "unlabeled":
+        if extra is not None:
+            return raw_images(extra, raw.mapped)
         if len(unlab) == 0:
             raise ValueError(
                 "ssl_source='unlabeled' needs training images outside the labelled pool, but "
-                "labeled_fraction leaves none; lower labeled_fraction (allowed: (0, 1)) "
-                "or use ssl_source='same'"
+                "labeled_fraction leaves none; lower labeled_fraction (allowed: (0, 1)), "
+                "give unlabeled_dir (dataset 'folder') or use ssl_source='same'"
             )
-        return train_x[torch.from_numpy(unlab)]
+        return select([(raw.train_x, unlab)], raw.mapped)
     return convert_images(load_dataset(source, data_dir).train_x, chans, size)
 
 

@@ -1,0 +1,475 @@
+"""A user's own image folder, decoded once into memory-mapped uint8 arrays (docs/data.md).
+
+Layouts read (the one `torchvision.datasets.ImageFolder` reads, plus named splits):
+
+    DATA/<class>/**/<image>                       every image is a training image
+    DATA/train/<class>/**/<image>  [DATA/val/...] [DATA/test/...]   splits used as given
+
+`scan_folder` lists the files (no decoding); `prepare` decodes and resizes them in parallel
+into a folder of `.npy` files plus `manifest.json` under a cache directory, keyed by a
+fingerprint of every file's path, size and modification time and of the settings. The folder
+appears under its final name only when complete (written beside it, then renamed), so a kill
+leaves nothing a later run reads. `open_prepared` maps the arrays read-only-shared (copy on
+write): every trial process reads the same page cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+SPLIT_NAMES = ("train", "val", "test")
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F"}
+_CHUNK = 64  # images per worker task
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds, before any decoding."""
+
+    root: Path
+    classes: list[str]
+    # split -> [(path relative to root, class index)]; "train" always, "val"/"test" if given
+    splits: dict[str, list[tuple[str, int]]]
+    unlabeled_root: Path | None = None
+    unlabeled: list[str] = field(default_factory=list)  # paths relative to unlabeled_root
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
+
+    def all_files(self) -> list[Path]:
+        files = [self.root / p for items in self.splits.values() for p, _ in items]
+        if self.unlabeled_root is not None:
+            files += [self.unlabeled_root / p for p in self.unlabeled]
+        return files
+
+    def per_class(self, split: str = "train") -> dict[str, int]:
+        counts = Counter(y for _, y in self.splits.get(split, []))
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _images_below(folder: Path, root: Path, skipped: dict[str, list[str]]) -> list[str]:
+    """Image files at any depth below `folder`, as sorted paths relative to `root`."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir():
+            continue
+        rel = str(path.relative_to(root))
+        if _is_image(path):
+            found.append(rel)
+        else:
+            reason = "hidden file" if path.name.startswith(".") else "not an image suffix"
+            skipped.setdefault(reason, []).append(rel)
+    return found
+
+
+def _class_dirs(folder: Path, root: Path, skipped: dict[str, list[str]]) -> list[Path]:
+    dirs = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and not entry.name.startswith("."):
+            dirs.append(entry)
+        elif entry.is_file():
+            skipped.setdefault("not inside a class folder", []).append(str(entry.relative_to(root)))
+    return dirs
+
+
+def scan_folder(data_dir: str | Path, unlabeled_dir: str | Path | None = None) -> FolderScan:
+    """List a folder's classes and images. Raises ValueError naming the path on bad layouts."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"data_dir {root}: no such folder")
+    skipped: dict[str, list[str]] = {}
+    split_layout = (root / "train").is_dir()
+    tops = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()} if split_layout else {}
+    train_root = tops.get("train", root)
+    class_dirs = _class_dirs(train_root, root, skipped)
+    if not class_dirs:
+        raise ValueError(
+            f"data_dir {train_root}: no class folders; expected {train_root}/<class>/<image> "
+            "(one folder per class, images at any depth below it)"
+        )
+    if len(class_dirs) < 2:
+        raise ValueError(
+            f"data_dir {train_root}: one class folder ({class_dirs[0].name}); a classifier "
+            "needs at least two"
+        )
+    classes = [d.name for d in class_dirs]
+    index = {name: i for i, name in enumerate(classes)}
+    splits: dict[str, list[tuple[str, int]]] = {}
+    tops = {"train": train_root} | {s: p for s, p in tops.items() if s != "train"}
+    for split, top in tops.items():
+        items = []
+        for d in _class_dirs(top, root, skipped):
+            if d.name not in index:
+                raise ValueError(
+                    f"data_dir {d}: class {d.name!r} is not a class of {train_root} "
+                    f"({', '.join(classes[:8])}{' ...' if len(classes) > 8 else ''})"
+                )
+            files = _images_below(d, root, skipped)
+            if not files and split == "train":
+                raise ValueError(f"data_dir {d}: class folder without images ({IMAGE_TEXT})")
+            items += [(f, index[d.name]) for f in files]
+        if not items:
+            raise ValueError(f"data_dir {top}: no images ({IMAGE_TEXT})")
+        splits[split] = items
+    scan = FolderScan(root=root, classes=classes, splits=splits, skipped=skipped)
+    if unlabeled_dir is not None:
+        uroot = Path(unlabeled_dir).expanduser()
+        if not uroot.is_dir():
+            raise ValueError(f"unlabeled_dir {uroot}: no such folder")
+        uskipped: dict[str, list[str]] = {}
+        scan.unlabeled_root, scan.unlabeled = uroot, _images_below(uroot, uroot, uskipped)
+        for reason, paths in uskipped.items():
+            skipped.setdefault(reason, []).extend(str(uroot / p) for p in paths)
+        if not scan.unlabeled:
+            raise ValueError(f"unlabeled_dir {uroot}: no images ({IMAGE_TEXT})")
+    return scan
+
+
+IMAGE_TEXT = "allowed: " + ", ".join(IMAGE_SUFFIXES)
+
+
+# ---------------------------------------------------------------- reading one image
+
+
+def _open(path: Path) -> Any:
+    """Open an image with Pillow, decompression bombs as errors (not warnings)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def read_header(path: Path) -> tuple[int, int, str]:
+    """(width, height, mode) from the file's header, or ValueError naming the file."""
+    from PIL import Image
+
+    try:
+        with _open(path) as im:
+            return im.size[0], im.size[1], im.mode
+    except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not a readable image: {e}") from e
+
+
+def load_image(path: Path, image_size: int, gray: bool) -> np.ndarray:
+    """Decode one image to uint8 [C, image_size, image_size].
+
+    The first frame of an animation; palette, alpha, CMYK and 16-bit images converted by
+    Pillow's `convert` (alpha dropped, colours kept); the shorter side resized to `image_size`
+    (bicubic, antialiased) and the centre cropped. An image already `image_size` square is
+    copied as decoded, bit for bit.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.seek(0)
+                im.load()
+                im = im.convert("L" if gray else "RGB")
+    except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not a readable image: {e}") from e
+    w, h = im.size
+    if (w, h) != (image_size, image_size):
+        scale = image_size / min(w, h)
+        nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+        im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - image_size) // 2, (nh - image_size) // 2
+        im = im.crop((left, top, left + image_size, top + image_size))
+    a = np.asarray(im, dtype=np.uint8)
+    return a[None] if gray else a.transpose(2, 0, 1)
+
+
+def _header_chunk(paths: list[Path]) -> list[tuple[int, int, str]]:
+    return [read_header(p) for p in paths]
+
+
+def _header_chunk_safe(paths: list[Path]) -> list[tuple[int, int, str] | str]:
+    out: list[tuple[int, int, str] | str] = []
+    for p in paths:
+        try:
+            out.append(read_header(p))
+        except ValueError as e:
+            out.append(str(e))
+    return out
+
+
+def _decode_chunk(args: tuple[str, int, list[Path], int, bool]) -> int:
+    """Worker: decode `paths` into rows start.. of the .npy file at `target` (opened r+)."""
+    target, start, paths, image_size, gray = args
+    out = np.load(target, mmap_mode="r+")
+    for i, p in enumerate(paths):
+        out[start + i] = load_image(p, image_size, gray)
+    out.flush()
+    return len(paths)
+
+
+# ---------------------------------------------------------------- the prepared dataset
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """What, besides the files, decides the prepared arrays (part of the cache key)."""
+
+    image_size: int | None = None  # None: the images' common size
+    test_fraction: float = 0.1  # held out when the folder has no test split
+    split_seed: int = 0
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _chunks(items: list[Path], size: int = _CHUNK) -> list[list[Path]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _progress(total: int, desc: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet)
+
+
+def inspect_headers(
+    scan: FolderScan, workers: int | None = None, quiet: bool = True
+) -> list[tuple[int, int, str]]:
+    """Every file's (width, height, mode), in `scan.all_files()` order, read in parallel."""
+    files = scan.all_files()
+    out: list[tuple[int, int, str]] = []
+    with (
+        ProcessPoolExecutor(workers or default_workers()) as pool,
+        _progress(len(files), "reading headers", quiet) as bar,
+    ):
+        for part in pool.map(_header_chunk, _chunks(files, 256)):
+            out += part
+            bar.update(len(part))
+    return out
+
+
+def inspect_headers_safe(
+    scan: FolderScan, workers: int | None = None, quiet: bool = True
+) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """(headers of the readable files, one message per unreadable file), for a report."""
+    files = scan.all_files()
+    good: list[tuple[int, int, str]] = []
+    bad: list[str] = []
+    with (
+        ProcessPoolExecutor(workers or default_workers()) as pool,
+        _progress(len(files), "reading headers", quiet) as bar,
+    ):
+        for part in pool.map(_header_chunk_safe, _chunks(files, 256)):
+            for h in part:
+                if isinstance(h, str):
+                    bad.append(h)
+                else:
+                    good.append(h)
+            bar.update(len(part))
+    return good, bad
+
+
+def choose_size(
+    scan: FolderScan, headers: list[tuple[int, int, str]], image_size: int | None
+) -> tuple[int, bool]:
+    """(image side, grayscale) for the prepared arrays; ValueError on mixed sizes unset."""
+    sizes = Counter((w, h) for w, h, _ in headers)
+    gray = all(mode in _GRAY_MODES for _, _, mode in headers)
+    if image_size is not None:
+        return image_size, gray
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(5))
+        raise ValueError(
+            f"data_dir {scan.root}: images differ in size ({len(sizes)} sizes: {shown}"
+            f"{', ...' if len(sizes) > 5 else ''}); set image_size (the shorter side is resized "
+            "to it and the centre cropped)"
+        )
+    ((w, h),) = sizes
+    return min(w, h), gray
+
+
+def fingerprint(scan: FolderScan, settings: PrepareSettings) -> tuple[str, list[list[Any]]]:
+    """(hex key, manifest rows [relpath, size, mtime_ns, split, label]) of a scan + settings."""
+    rows: list[list[Any]] = []
+
+    def stat(path: Path) -> os.stat_result:
+        try:
+            return path.stat()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot be read: {e.strerror or e}") from e
+
+    for split, items in scan.splits.items():
+        for rel, y in items:
+            st = stat(scan.root / rel)
+            rows.append([rel, st.st_size, st.st_mtime_ns, split, y])
+    if scan.unlabeled_root is not None:
+        for rel in scan.unlabeled:
+            st = stat(scan.unlabeled_root / rel)
+            rows.append([rel, st.st_size, st.st_mtime_ns, "unlabeled", -1])
+    h = hashlib.sha256()
+    h.update(json.dumps([FORMAT_VERSION, settings.__dict__, scan.classes]).encode())
+    h.update(str(scan.root.resolve()).encode())
+    h.update(str(scan.unlabeled_root.resolve() if scan.unlabeled_root else "").encode())
+    for row in rows:
+        h.update(json.dumps(row).encode())
+    return h.hexdigest()[:16], rows
+
+
+def cache_path(cache_dir: str | Path, scan: FolderScan, key: str) -> Path:
+    return Path(cache_dir).expanduser() / f"{scan.root.resolve().name}-{key}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared dataset's arrays (memory maps) and manifest."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]  # train_x/_y, test_x/_y, [val_x/_y], [unlabeled_x]
+    manifest: dict[str, Any]
+
+
+def open_prepared(path: Path) -> Prepared:
+    """Map a prepared folder's arrays copy-on-write (shared pages, private only if written)."""
+    manifest = json.loads((path / MANIFEST).read_text())
+    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="c") for name in manifest["arrays"]}
+    return Prepared(path, arrays, manifest)
+
+
+def _held_out_test(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded stratified (train, test) split of indices, at least one per class each side."""
+    from .splits import _stratified_take
+
+    rng = np.random.default_rng(seed)
+    test, train = _stratified_take(labels, np.arange(len(labels)), fraction, rng, keep=1)
+    return train, test
+
+
+def prepare(
+    data_dir: str | Path,
+    cache_dir: str | Path,
+    *,
+    unlabeled_dir: str | Path | None = None,
+    settings: PrepareSettings = PrepareSettings(),
+    workers: int | None = None,
+    quiet: bool = True,
+    scan: FolderScan | None = None,
+) -> Prepared:
+    """The prepared dataset of a folder: reused when its key exists, else decoded now.
+
+    Raises:
+        ValueError: a bad layout, a corrupt, truncated, oversized (decompression bomb) or
+            unreadable image (named), or mixed sizes without `settings.image_size`.
+    """
+    scan = scan or scan_folder(data_dir, unlabeled_dir)
+    key, rows = fingerprint(scan, settings)
+    final = cache_path(cache_dir, scan, key)
+    if (final / MANIFEST).is_file():
+        return open_prepared(final)
+    start = time.monotonic()
+    headers = inspect_headers(scan, workers, quiet)
+    size, gray = choose_size(scan, headers, settings.image_size)
+    chans = 1 if gray else 3
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".partial-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        arrays = _write_arrays(scan, tmp, size, gray, settings, workers, quiet)
+        n_images = sum(len(i) for i in scan.splits.values()) + len(scan.unlabeled)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "fingerprint": key,
+            "data_dir": str(scan.root.resolve()),
+            "unlabeled_dir": str(scan.unlabeled_root.resolve()) if scan.unlabeled_root else None,
+            "settings": settings.__dict__,
+            "image_size": size,
+            "channels": chans,
+            "classes": scan.classes,
+            "arrays": arrays,
+            "test_held_out": "test" not in scan.splits,
+            "sizes_found": {
+                f"{w}x{h}": n for (w, h), n in Counter((w, h) for w, h, _ in headers).items()
+            },
+            "modes_found": dict(Counter(m for _, _, m in headers)),
+            "skipped": {r: len(p) for r, p in scan.skipped.items()},
+            "images": n_images,
+            "seconds": round(time.monotonic() - start, 2),
+            "files": rows,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / MANIFEST).is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return open_prepared(final)
+
+
+def _write_arrays(
+    scan: FolderScan,
+    out: Path,
+    size: int,
+    gray: bool,
+    settings: PrepareSettings,
+    workers: int | None,
+    quiet: bool,
+) -> list[str]:
+    """Decode every split into `out/<name>.npy`; returns the array names written."""
+    chans = 1 if gray else 3
+    groups: dict[str, tuple[list[Path], np.ndarray | None]] = {}
+    train = scan.splits["train"]
+    train_y = np.array([y for _, y in train], dtype=np.int64)
+    train_paths = [scan.root / p for p, _ in train]
+    if "test" in scan.splits:
+        test = scan.splits["test"]
+        groups["test"] = ([scan.root / p for p, _ in test], np.array([y for _, y in test]))
+        keep = np.arange(len(train))
+    else:
+        keep, held = _held_out_test(train_y, settings.test_fraction, settings.split_seed)
+        groups["test"] = ([train_paths[i] for i in held], train_y[held])
+    groups["train"] = ([train_paths[i] for i in keep], train_y[keep])
+    if "val" in scan.splits:
+        val = scan.splits["val"]
+        groups["val"] = ([scan.root / p for p, _ in val], np.array([y for _, y in val]))
+    if scan.unlabeled_root is not None:
+        groups["unlabeled"] = ([scan.unlabeled_root / p for p in scan.unlabeled], None)
+    tasks = []
+    names = []
+    for name, (paths, labels) in groups.items():
+        target = out / f"{name}_x.npy"
+        np.lib.format.open_memmap(
+            target, mode="w+", dtype=np.uint8, shape=(len(paths), chans, size, size)
+        ).flush()
+        names.append(f"{name}_x")
+        if labels is not None:
+            np.save(out / f"{name}_y.npy", labels.astype(np.int64))
+            names.append(f"{name}_y")
+        for i in range(0, len(paths), _CHUNK):
+            tasks.append((str(target), i, paths[i : i + _CHUNK], size, gray))
+    total = sum(len(t[2]) for t in tasks)
+    with (
+        ProcessPoolExecutor(workers or default_workers()) as pool,
+        _progress(total, f"preparing {scan.root.name} at {size}px", quiet) as bar,
+    ):
+        for n in pool.map(_decode_chunk, tasks):
+            bar.update(n)
+    return names
