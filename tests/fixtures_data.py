@@ -130,3 +130,29 @@ def write_tinyimagenet(
         lines.append(f"val_{j}.JPEG\t{sorted(wnids)[c]}\t0\t0\t63\t63")
     (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     return out
+
+
+def write_image_folder(
+    root: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    suffix: str = ".png",
+    nested: bool = False,
+) -> list[Path]:
+    """Write uint8 images x [N, C, H, W] as `root/<class>/[sub/]<i><suffix>` with Pillow.
+
+    `nested` puts every other image one folder deeper (images at any depth below their class).
+    Returns the paths written, in image order.
+    """
+    from PIL import Image
+
+    paths = []
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        folder = root / classes[int(label)] / ("deeper" if nested and i % 2 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        path = folder / f"{i:05d}{suffix}"
+        Image.fromarray(np.ascontiguousarray(arr)).save(path)
+        paths.append(path)
+    return paths

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -281,10 +282,33 @@ def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -
 
 
 @pytest.mark.ray
+def digits_folder(tmp_path: Path) -> dict[str, str]:
+    """scikit-learn's digits written as PNG class folders, plus 300 of them as an unlabelled
+    pool: the trainer settings of a search on a user's own folder."""
+    from fixtures_data import write_image_folder
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
+    write_image_folder(tmp_path / "digits", x, d.target, [f"digit{i}" for i in range(10)])
+    write_image_folder(tmp_path / "pool", x[:300], np.zeros(300, int), ["any"], nested=True)
+    return {
+        "dataset": "folder",
+        "data_dir": str(tmp_path / "digits"),
+        "unlabeled_dir": str(tmp_path / "pool"),
+        "ssl_source": "all",
+    }
+
+
 def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
-    """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once."""
+    """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once.
+
+    The data is a user's folder with an unlabelled pool: prepared once by the first driver,
+    reused by the trials and by the resumed driver."""
     space = write_space(
-        tmp_path, search={"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0}
+        tmp_path,
+        trainer={**SPACE["trainer"], **digits_folder(tmp_path)},
+        search={"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
     )
     storage = tmp_path / "exp"
     cmd = [
@@ -322,6 +346,9 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     table = pd.read_parquet(storage / "k" / "trials.parquet")
     assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
     assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
+    # one preparation, under the storage path, read by every trial of both sessions
+    assert [p.name[:7] for p in (storage / "data-cache").iterdir()] == ["digits-"]
+    assert "data: 10 classes" in done.stderr and "300 unlabeled" in done.stderr
     # W&B: across the killed and the resumed session, each trial logged each epoch once.
     for _, row in table.iterrows():
         files = run_files(storage / "k" / "wandb", row["trial_id"])

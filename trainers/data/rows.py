@@ -76,10 +76,11 @@ class Rows:
 def select(
     parts: Sequence[tuple[Tensor, np.ndarray]],
     mapped: bool,
-    limit: int = PRIVATE_COPY_MAX_BYTES,
+    limit: int | None = None,
 ) -> Tensor | Rows:
     """Rows of `parts`: a `Rows` view when the bases are memory maps and the rows' pixels
     exceed `limit`, else an ordinary tensor (a private copy, as any fancy index makes)."""
+    limit = PRIVATE_COPY_MAX_BYTES if limit is None else limit
     if not mapped or sum(len(i) for _, i in parts) * int(np.prod(parts[0][0].shape[1:])) <= limit:
         picked = [b[torch.from_numpy(np.asarray(i, dtype=np.int64))] for b, i in parts]
         return picked[0] if len(picked) == 1 else torch.cat(picked)
