@@ -35,7 +35,7 @@ SPLIT_NAMES = ("train", "val", "test")
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F"}
-_CHUNK = 64  # images per worker task
+_CHUNK_MIN, _CHUNK_MAX = 16, 1024  # images per decoding task
 
 
 @dataclass
@@ -170,7 +170,12 @@ def read_header(path: Path) -> tuple[int, int, str]:
 
 
 def load_image(path: Path, image_size: int, gray: bool) -> np.ndarray:
-    """Decode one image to uint8 [C, image_size, image_size].
+    """Decode one image to uint8 [C, image_size, image_size] (see `decode`)."""
+    return decode(path, image_size, gray)[0]
+
+
+def decode(path: Path, image_size: int, gray: bool) -> tuple[np.ndarray, tuple[int, int, str]]:
+    """One image as uint8 [C, image_size, image_size], with its (width, height, mode).
 
     The first frame of an animation; palette, alpha, CMYK and 16-bit images converted by
     Pillow's `convert` (alpha dropped, colours kept); the shorter side resized to `image_size`
@@ -183,6 +188,7 @@ def load_image(path: Path, image_size: int, gray: bool) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                header = (im.size[0], im.size[1], im.mode)
                 im.seek(0)
                 im.load()
                 im = im.convert("L" if gray else "RGB")
@@ -196,11 +202,7 @@ def load_image(path: Path, image_size: int, gray: bool) -> np.ndarray:
         left, top = (nw - image_size) // 2, (nh - image_size) // 2
         im = im.crop((left, top, left + image_size, top + image_size))
     a = np.asarray(im, dtype=np.uint8)
-    return a[None] if gray else a.transpose(2, 0, 1)
-
-
-def _header_chunk(paths: list[Path]) -> list[tuple[int, int, str]]:
-    return [read_header(p) for p in paths]
+    return (a[None] if gray else a.transpose(2, 0, 1)), header
 
 
 def _header_chunk_safe(paths: list[Path]) -> list[tuple[int, int, str] | str]:
@@ -213,14 +215,21 @@ def _header_chunk_safe(paths: list[Path]) -> list[tuple[int, int, str] | str]:
     return out
 
 
-def _decode_chunk(args: tuple[str, int, list[Path], int, bool]) -> int:
-    """Worker: decode `paths` into rows start.. of the .npy file at `target` (opened r+)."""
+def _decode_chunk(args: tuple[str, int, list[Path], int, bool]) -> list[tuple[int, int, str]]:
+    """Worker: decode `paths` into rows start.. of the .npy file at `target`, in one write.
+
+    Returns each file's (width, height, mode), for the checks only a whole pass can make.
+    """
     target, start, paths, image_size, gray = args
-    out = np.load(target, mmap_mode="r+")
+    local = np.empty((len(paths), 1 if gray else 3, image_size, image_size), dtype=np.uint8)
+    headers = []
     for i, p in enumerate(paths):
-        out[start + i] = load_image(p, image_size, gray)
+        local[i], header = decode(p, image_size, gray)
+        headers.append(header)
+    out = np.load(target, mmap_mode="r+")
+    out[start : start + len(paths)] = local
     out.flush()
-    return len(paths)
+    return headers
 
 
 # ---------------------------------------------------------------- the prepared dataset
@@ -239,7 +248,7 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def _chunks(items: list[Path], size: int = _CHUNK) -> list[list[Path]]:
+def _chunks(items: list[Path], size: int) -> list[list[Path]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -247,22 +256,6 @@ def _progress(total: int, desc: str, quiet: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet)
-
-
-def inspect_headers(
-    scan: FolderScan, workers: int | None = None, quiet: bool = True
-) -> list[tuple[int, int, str]]:
-    """Every file's (width, height, mode), in `scan.all_files()` order, read in parallel."""
-    files = scan.all_files()
-    out: list[tuple[int, int, str]] = []
-    with (
-        ProcessPoolExecutor(workers or default_workers()) as pool,
-        _progress(len(files), "reading headers", quiet) as bar,
-    ):
-        for part in pool.map(_header_chunk, _chunks(files, 256)):
-            out += part
-            bar.update(len(part))
-    return out
 
 
 def inspect_headers_safe(
@@ -383,15 +376,23 @@ def prepare(
     if (final / MANIFEST).is_file():
         return open_prepared(final)
     start = time.monotonic()
-    headers = inspect_headers(scan, workers, quiet)
-    size, gray = choose_size(scan, headers, settings.image_size)
-    chans = 1 if gray else 3
+    # One decoding pass. Its size and channels are guessed from the first file's header and
+    # checked against every file's: a folder of mixed sizes without image_size is an error;
+    # a colour image in a folder whose first image is gray means a second, colour pass.
+    first_w, first_h, first_mode = read_header(scan.all_files()[0])
+    size = settings.image_size or min(first_w, first_h)
+    gray = first_mode in _GRAY_MODES
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".partial-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        arrays = _write_arrays(scan, tmp, size, gray, settings, workers, quiet)
+        arrays, headers = _write_arrays(scan, tmp, size, gray, settings, workers, quiet)
+        checked, all_gray = choose_size(scan, headers, settings.image_size)
+        assert checked == size  # choose_size raised on mixed sizes; else the guess holds
+        if gray and not all_gray:
+            arrays, headers = _write_arrays(scan, tmp, size, False, settings, workers, quiet)
+        chans = 1 if all_gray else 3
         n_images = sum(len(i) for i in scan.splits.values()) + len(scan.unlabeled)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -432,8 +433,8 @@ def _write_arrays(
     settings: PrepareSettings,
     workers: int | None,
     quiet: bool,
-) -> list[str]:
-    """Decode every split into `out/<name>.npy`; returns the array names written."""
+) -> tuple[list[str], list[tuple[int, int, str]]]:
+    """Decode every split into `out/<name>.npy`: (array names written, every file's header)."""
     chans = 1 if gray else 3
     groups: dict[str, tuple[list[Path], np.ndarray | None]] = {}
     train = scan.splits["train"]
@@ -454,6 +455,10 @@ def _write_arrays(
         groups["unlabeled"] = ([scan.unlabeled_root / p for p in scan.unlabeled], None)
     tasks = []
     names = []
+    n_workers = workers or default_workers()
+    total = sum(len(paths) for paths, _ in groups.values())
+    # a few tasks per worker (even progress, little idle time at the end), each writing once
+    chunk = max(_CHUNK_MIN, min(_CHUNK_MAX, total // (8 * n_workers)))
     for name, (paths, labels) in groups.items():
         target = out / f"{name}_x.npy"
         np.lib.format.open_memmap(
@@ -463,13 +468,15 @@ def _write_arrays(
         if labels is not None:
             np.save(out / f"{name}_y.npy", labels.astype(np.int64))
             names.append(f"{name}_y")
-        for i in range(0, len(paths), _CHUNK):
-            tasks.append((str(target), i, paths[i : i + _CHUNK], size, gray))
-    total = sum(len(t[2]) for t in tasks)
+        tasks += [
+            (str(target), i, paths[i : i + chunk], size, gray) for i in range(0, len(paths), chunk)
+        ]
+    headers: list[tuple[int, int, str]] = []
     with (
-        ProcessPoolExecutor(workers or default_workers()) as pool,
+        ProcessPoolExecutor(n_workers) as pool,
         _progress(total, f"preparing {scan.root.name} at {size}px", quiet) as bar,
     ):
-        for n in pool.map(_decode_chunk, tasks):
-            bar.update(n)
-    return names
+        for part in pool.map(_decode_chunk, tasks):
+            headers += part
+            bar.update(len(part))
+    return names, headers

@@ -17,7 +17,7 @@ from torch import Tensor
 
 # A split whose pixels exceed this stays a `Rows` view of the memory map; below it, a trial
 # copies it (onto the GPU when there is one). docs/data.md explains the choice.
-PRIVATE_COPY_MAX_BYTES = 512 * 2**20
+PRIVATE_COPY_MAX_BYTES = 64 * 2**20
 
 
 class Rows:
