@@ -115,7 +115,7 @@ def preparation(folder: Path, cache: Path, workers: int) -> tuple[float, float, 
     bare = bare_loop(files, size, workers)
     shutil.rmtree(cache, ignore_errors=True)
     start = time.perf_counter()
-    p = prepare(folder, cache, workers=workers, scan=scan)
+    p = prepare(folder, cache, workers=workers)  # listing and fingerprint included
     return time.perf_counter() - start, bare, len(files), p.path
 
 

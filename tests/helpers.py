@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 # The per-epoch metric names docs/architecture.md lists (the tests' own copy, not the code's).
 PINNED = {
@@ -52,6 +53,25 @@ SPACE = {
     "baselines": {"pipelines": ["sl", "ssl_sl"], "seeds": [0]},
     "resources": {"cpu": 1, "gpu": 0},
 }
+
+
+def digits_folder(tmp_path: Path) -> dict[str, str]:
+    """scikit-learn's digits written as PNG class folders, plus 300 of them as an unlabelled
+    pool: the trainer settings of a search on a user's own folder."""
+    import numpy as np
+    from fixtures_data import write_image_folder
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
+    write_image_folder(tmp_path / "digits", x, d.target, [f"digit{i}" for i in range(10)])
+    write_image_folder(tmp_path / "pool", x[:300], np.zeros(300, int), ["any"], nested=True)
+    return {
+        "dataset": "folder",
+        "data_dir": str(tmp_path / "digits"),
+        "unlabeled_dir": str(tmp_path / "pool"),
+        "ssl_source": "all",
+    }
 
 
 def start_driver(args: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE
+from helpers import SPACE, digits_folder
 
 from tune_app.cli import main
 from tune_app.driver import RAY_ENV
@@ -64,8 +64,12 @@ def span(trial_dir: Path) -> tuple[float, float]:
 
 
 def test_fractional_gpu_trials_pack_two_per_node(two_nodes, tmp_path: Path, capfd) -> None:
-    table = search(tmp_path, "pack")
+    # on a user's folder: the driver prepares it once under the storage path, which every node
+    # reads (as Ray's storage must be), and the trials of both nodes map that one preparation
+    trainer = {**SPACE["trainer"], **digits_folder(tmp_path)}
+    table = search(tmp_path, "pack", trainer=trainer)
     assert len(table) == 4 and table["complete"].all()
+    assert [p.name[:7] for p in (tmp_path / "data-cache").iterdir()] == ["digits-"]
     # Each trial got half a GPU; four of them fill both nodes, two per node AT THE SAME TIME.
     per_node = table.groupby("node_id").size()
     assert len(per_node) == 2 and set(per_node) == {2}

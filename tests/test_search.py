@@ -9,12 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE, start_driver, wait_while_alive
+from helpers import SPACE, digits_folder, start_driver, wait_while_alive
 
 from search_spaces import load_space
 from tune_app.cli import main
@@ -282,24 +281,6 @@ def test_a_rho_range_with_no_mix_epochs_is_pointed_out(tmp_path: Path, capsys) -
 
 
 @pytest.mark.ray
-def digits_folder(tmp_path: Path) -> dict[str, str]:
-    """scikit-learn's digits written as PNG class folders, plus 300 of them as an unlabelled
-    pool: the trainer settings of a search on a user's own folder."""
-    from fixtures_data import write_image_folder
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
-    write_image_folder(tmp_path / "digits", x, d.target, [f"digit{i}" for i in range(10)])
-    write_image_folder(tmp_path / "pool", x[:300], np.zeros(300, int), ["any"], nested=True)
-    return {
-        "dataset": "folder",
-        "data_dir": str(tmp_path / "digits"),
-        "unlabeled_dir": str(tmp_path / "pool"),
-        "ssl_source": "all",
-    }
-
-
 def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once.
 

@@ -61,23 +61,21 @@ class FolderScan:
         return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
 def _images_below(folder: Path, root: Path, skipped: dict[str, list[str]]) -> list[str]:
     """Image files at any depth below `folder`, as sorted paths relative to `root`."""
     found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_dir():
-            continue
-        rel = str(path.relative_to(root))
-        if _is_image(path):
-            found.append(rel)
-        else:
-            reason = "hidden file" if path.name.startswith(".") else "not an image suffix"
-            skipped.setdefault(reason, []).append(rel)
-    return found
+    prefix = len(str(root)) + 1
+    for here, dirs, files in os.walk(folder, followlinks=True):  # strings: 100k Paths add up
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .ipynb_checkpoints
+        for name in files:
+            rel = os.path.join(here, name)[prefix:]
+            if name.startswith("."):
+                skipped.setdefault("hidden file", []).append(rel)
+            elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                found.append(rel)
+            else:
+                skipped.setdefault("not an image suffix", []).append(rel)
+    return sorted(found)
 
 
 def _class_dirs(folder: Path, root: Path, skipped: dict[str, list[str]]) -> list[Path]:
@@ -171,11 +169,26 @@ def read_header(path: Path) -> tuple[int, int, str]:
 
 def load_image(path: Path, image_size: int, gray: bool) -> np.ndarray:
     """Decode one image to uint8 [C, image_size, image_size] (see `decode`)."""
-    return decode(path, image_size, gray)[0]
+    with warnings.catch_warnings():
+        _bombs_are_errors()
+        return decode(path, image_size, gray)[0]
 
 
-def decode(path: Path, image_size: int, gray: bool) -> tuple[np.ndarray, tuple[int, int, str]]:
+def _bombs_are_errors() -> None:
+    """Pillow only warns between its limit and twice it: treat every bomb as bad input.
+
+    Called once per decoding worker (its initializer) and inside `load_image`."""
+    from PIL import Image
+
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def decode(
+    path: str | Path, image_size: int, gray: bool
+) -> tuple[np.ndarray, tuple[int, int, str]]:
     """One image as uint8 [C, image_size, image_size], with its (width, height, mode).
+
+    A decompression bomb raises only where `_bombs_are_errors` is in force (the workers).
 
     The first frame of an animation; palette, alpha, CMYK and 16-bit images converted by
     Pillow's `convert` (alpha dropped, colours kept); the shorter side resized to `image_size`
@@ -185,13 +198,11 @@ def decode(path: Path, image_size: int, gray: bool) -> tuple[np.ndarray, tuple[i
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                header = (im.size[0], im.size[1], im.mode)
+        with Image.open(path) as im:
+            header = (im.size[0], im.size[1], im.mode)
+            if getattr(im, "is_animated", False):
                 im.seek(0)
-                im.load()
-                im = im.convert("L" if gray else "RGB")
+            im = im.convert("L" if gray else "RGB")
     except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: not a readable image: {e}") from e
     w, h = im.size
@@ -215,7 +226,7 @@ def _header_chunk_safe(paths: list[Path]) -> list[tuple[int, int, str] | str]:
     return out
 
 
-def _decode_chunk(args: tuple[str, int, list[Path], int, bool]) -> list[tuple[int, int, str]]:
+def _decode_chunk(args: tuple[str, int, list[str], int, bool]) -> list[tuple[int, int, str]]:
     """Worker: decode `paths` into rows start.. of the .npy file at `target`, in one write.
 
     Returns each file's (width, height, mode), for the checks only a whole pass can make.
@@ -302,26 +313,25 @@ def fingerprint(scan: FolderScan, settings: PrepareSettings) -> tuple[str, list[
     """(hex key, manifest rows [relpath, size, mtime_ns, split, label]) of a scan + settings."""
     rows: list[list[Any]] = []
 
-    def stat(path: Path) -> os.stat_result:
+    def add(root: Path, rel: str, split: str, label: int) -> None:
+        path = os.path.join(root, rel)
         try:
-            return path.stat()
+            st = os.stat(path)
         except OSError as e:
             raise ValueError(f"{path}: cannot be read: {e.strerror or e}") from e
+        rows.append([rel, st.st_size, st.st_mtime_ns, split, label])
 
     for split, items in scan.splits.items():
         for rel, y in items:
-            st = stat(scan.root / rel)
-            rows.append([rel, st.st_size, st.st_mtime_ns, split, y])
+            add(scan.root, rel, split, y)
     if scan.unlabeled_root is not None:
         for rel in scan.unlabeled:
-            st = stat(scan.unlabeled_root / rel)
-            rows.append([rel, st.st_size, st.st_mtime_ns, "unlabeled", -1])
+            add(scan.unlabeled_root, rel, "unlabeled", -1)
     h = hashlib.sha256()
     h.update(json.dumps([FORMAT_VERSION, settings.__dict__, scan.classes]).encode())
     h.update(str(scan.root.resolve()).encode())
     h.update(str(scan.unlabeled_root.resolve() if scan.unlabeled_root else "").encode())
-    for row in rows:
-        h.update(json.dumps(row).encode())
+    h.update(json.dumps(rows).encode())
     return h.hexdigest()[:16], rows
 
 
@@ -379,7 +389,7 @@ def prepare(
     # One decoding pass. Its size and channels are guessed from the first file's header and
     # checked against every file's: a folder of mixed sizes without image_size is an error;
     # a colour image in a folder whose first image is gray means a second, colour pass.
-    first_w, first_h, first_mode = read_header(scan.all_files()[0])
+    first_w, first_h, first_mode = read_header(scan.root / scan.splits["train"][0][0])
     size = settings.image_size or min(first_w, first_h)
     gray = first_mode in _GRAY_MODES
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -436,13 +446,18 @@ def _write_arrays(
 ) -> tuple[list[str], list[tuple[int, int, str]]]:
     """Decode every split into `out/<name>.npy`: (array names written, every file's header)."""
     chans = 1 if gray else 3
-    groups: dict[str, tuple[list[Path], np.ndarray | None]] = {}
+    groups: dict[str, tuple[list[str], np.ndarray | None]] = {}
+    root = str(scan.root)
+
+    def paths(items: list[tuple[str, int]]) -> list[str]:  # str, not Path: 100k joins add up
+        return [os.path.join(root, rel) for rel, _ in items]
+
     train = scan.splits["train"]
     train_y = np.array([y for _, y in train], dtype=np.int64)
-    train_paths = [scan.root / p for p, _ in train]
+    train_paths = paths(train)
     if "test" in scan.splits:
         test = scan.splits["test"]
-        groups["test"] = ([scan.root / p for p, _ in test], np.array([y for _, y in test]))
+        groups["test"] = (paths(test), np.array([y for _, y in test]))
         keep = np.arange(len(train))
     else:
         keep, held = _held_out_test(train_y, settings.test_fraction, settings.split_seed)
@@ -450,9 +465,10 @@ def _write_arrays(
     groups["train"] = ([train_paths[i] for i in keep], train_y[keep])
     if "val" in scan.splits:
         val = scan.splits["val"]
-        groups["val"] = ([scan.root / p for p, _ in val], np.array([y for _, y in val]))
+        groups["val"] = (paths(val), np.array([y for _, y in val]))
     if scan.unlabeled_root is not None:
-        groups["unlabeled"] = ([scan.unlabeled_root / p for p in scan.unlabeled], None)
+        uroot = str(scan.unlabeled_root)
+        groups["unlabeled"] = ([os.path.join(uroot, rel) for rel in scan.unlabeled], None)
     tasks = []
     names = []
     n_workers = workers or default_workers()
@@ -473,7 +489,7 @@ def _write_arrays(
         ]
     headers: list[tuple[int, int, str]] = []
     with (
-        ProcessPoolExecutor(n_workers) as pool,
+        ProcessPoolExecutor(n_workers, initializer=_bombs_are_errors) as pool,
         _progress(total, f"preparing {scan.root.name} at {size}px", quiet) as bar,
     ):
         for part in pool.map(_decode_chunk, tasks):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import gzip
+import os
 import pickle
 import zlib
 from dataclasses import dataclass
