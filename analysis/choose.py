@@ -11,6 +11,7 @@ holds the best choice under the filters: anything dominating a feasible point is
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -159,6 +160,9 @@ def seed_trial(analysis: Analysis, config: pd.Series, seed: int | None) -> pd.Se
     return mix[mix["trial_id"].astype(str) == str(trial_id)].iloc[0]
 
 
+DATA_RECORD = "data.json"  # written by the search for a prepared dataset (docs/data.md)
+
+
 def provenance(analysis: Analysis, config: pd.Series, trial: pd.Series, how: str) -> list[str]:
     """Comment lines for an exported config: what was chosen, on what evidence, which seed."""
     exp = analysis.experiment
@@ -181,6 +185,10 @@ def provenance(analysis: Analysis, config: pd.Series, trial: pd.Series, how: str
     )
     if n == 1:
         lines.append(f"WARNING: a single run: {SINGLE_RUN_WARNING}")
+    data = exp.path / DATA_RECORD  # a folder's prepared data: what the labels mean
+    if data.is_file():
+        classes = json.loads(data.read_text()).get("classes") or []
+        lines.append(f"classes (label 0..{len(classes) - 1}): {', '.join(classes)}")
     lines.append("num_threads is left out: the search slot's thread count; 0 = use all CPUs.")
     if exp.source == FROM_RAY:  # Ray's files hold only the suggestion, not the fixed settings
         lines.append("settings rebuilt from space.yaml + the suggestion; others are defaults")

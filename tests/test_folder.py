@@ -255,6 +255,8 @@ def test_train_on_a_folder_through_the_memory_map(
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epoch"] == 2
     assert len(list(Path(cache(tmp_path)).glob("data-*"))) == 1
+    record = json.loads((out / "data.json").read_text())  # what the labels mean, by the run
+    assert record["classes"] == CLASSES and record["test_held_out"] and record["image_size"] == 8
 
 
 def test_data_command_reports_and_prepares(rgb_folder, tmp_path: Path, capsys) -> None:

@@ -330,6 +330,9 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     # one preparation, under the storage path, read by every trial of both sessions
     assert [p.name[:7] for p in (storage / "data-cache").iterdir()] == ["digits-"]
     assert "data: 10 classes" in done.stderr and "300 unlabeled" in done.stderr
+    record = json.loads((storage / "k" / "data.json").read_text())
+    assert record["classes"] == [f"digit{i}" for i in range(10)]
+    assert record["images"] == {"train": 1797, "unlabeled": 300}
     # W&B: across the killed and the resumed session, each trial logged each epoch once.
     for _, row in table.iterrows():
         files = run_files(storage / "k" / "wandb", row["trial_id"])

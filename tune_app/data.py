@@ -15,10 +15,11 @@ from trainers import TrialConfig
 from tune_app.settings import UserInputError
 
 
-def prepare_for(config: TrialConfig, where: str) -> None:
+def prepare_for(config: TrialConfig, where: str) -> dict[str, Any] | None:
     """Prepare `config`'s dataset now (progress bar on a terminal), say what was decided.
 
-    `where` names the setting's source for errors (`space.yaml: trainer.dataset`).
+    `where` names the setting's source for errors (`space.yaml: trainer.dataset`). Returns
+    the record a run keeps of it (`data_record`), None for data held in memory as read.
     """
     from trainers.data import prepare_dataset
     from trainers.pipeline import data_options
@@ -29,8 +30,22 @@ def prepare_for(config: TrialConfig, where: str) -> None:
         )
     except ValueError as e:
         raise UserInputError(f"{where}: {e}") from e
-    if prepared is not None:
-        print(f"tune-app: data: {describe(prepared.manifest)}: {prepared.path}", file=sys.stderr)
+    if prepared is None:
+        return None
+    print(f"tune-app: data: {describe(prepared.manifest)}: {prepared.path}", file=sys.stderr)
+    return data_record(prepared.manifest, prepared.path)
+
+
+def data_record(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What an experiment or run folder keeps of its prepared data (`data.json`): the class
+    names in label order, the fingerprint and where the arrays are, without the file list."""
+    return {
+        "prepared": str(path),
+        "classes": manifest["classes"],
+        **{k: manifest[k] for k in ("fingerprint", "data_dir", "unlabeled_dir", "image_size")},
+        **{k: manifest[k] for k in ("channels", "test_held_out", "settings", "skipped")},
+        "images": dict(Counter(row[3] for row in manifest["files"])),
+    }
 
 
 def describe(manifest: dict[str, Any]) -> str:

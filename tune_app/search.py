@@ -20,6 +20,7 @@ from tune_app.settings import (
     default_name,
     parse_set,
     to_json,
+    write_text_atomic,
 )
 
 
@@ -95,8 +96,10 @@ def confirm_plan(space: SearchSpace) -> list[dict[str, Any]]:
     ]
 
 
-def check_data(space: SearchSpace) -> None:
-    """Load the data once now so a missing dataset is bad input, not N failed trials."""
+def check_data(space: SearchSpace) -> dict[str, Any] | None:
+    """Load the data once now so a missing dataset is bad input, not N failed trials.
+
+    Returns the prepared data's record (`tune_app.data.data_record`), None for other data."""
     import torch
 
     from trainers.accel import check_accel
@@ -105,7 +108,7 @@ def check_data(space: SearchSpace) -> None:
     from tune_app.data import prepare_for
 
     config = space.trial_config({}, "mixtraining", None)
-    prepare_for(config, f"{space.source}: trainer")  # a folder: decoded once, here
+    record = prepare_for(config, f"{space.source}: trainer")  # a folder: decoded once, here
     try:
         splits = load_splits(config, torch.device("cpu"))
     except ValueError as e:
@@ -122,6 +125,7 @@ def check_data(space: SearchSpace) -> None:
         check_accel(config.sl_accel, n, config.sl_skip_fraction)
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.{e}") from e
+    return record
 
 
 def search_command(
@@ -188,7 +192,11 @@ def search_command(
             raise UserInputError(f"--resume: {where.ray} holds no Ray Tune experiment to resume")
         if not resume and where.exists():
             raise UserInputError(f"{where.ray} already exists; pass --resume or another --name")
-        check_data(space)  # decodes the whole dataset: only once the name is known to be ours
+        record = check_data(space)  # decodes the dataset: only once the name is ours
+        if record is not None:  # the class names and prepared data, for exports and users
+            from analysis.choose import DATA_RECORD
+
+            write_text_atomic(where.local / DATA_RECORD, to_json(record) + "\n")
         set_ray_env()  # some of Ray's settings are read once, when ray is first imported
         from tune_app.orchestrate import run_search  # imports ray: after validation
         from tune_app.wandb_log import resolve_mode

@@ -30,6 +30,7 @@ from tune_app.settings import (
     parse_set,
     read_mapping,
     to_json,
+    write_text_atomic,
 )
 
 CHECKPOINT = "checkpoint.pt"
@@ -153,7 +154,9 @@ def train_in(folder: Path, config: TrialConfig, config_path: str, resume: bool) 
         f" -> {folder}",
         file=sys.stderr,
     )
-    prepare_for(config, config_path)  # a folder: decoded once, before the run starts
+    record = prepare_for(config, config_path)  # a folder: decoded once, before the run starts
+    if record is not None:  # the class names in label order, beside the run's metrics
+        write_text_atomic(folder / "data.json", to_json(record) + "\n")
     runner = RunFolder(folder, config, total, resumed=checkpoint is not None)
     try:
         final = run(config, runner.report, checkpoint, run_step_costs(config, folder, checkpoint))

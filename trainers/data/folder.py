@@ -198,21 +198,21 @@ def decode(
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            header = (im.size[0], im.size[1], im.mode)
-            if getattr(im, "is_animated", False):
-                im.seek(0)
-            im = im.convert("L" if gray else "RGB")
+        with Image.open(path) as opened:
+            header = (opened.size[0], opened.size[1], opened.mode)
+            if getattr(opened, "is_animated", False):
+                opened.seek(0)
+            img = opened.convert("L" if gray else "RGB")
     except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: not a readable image: {e}") from e
-    w, h = im.size
+    w, h = img.size
     if (w, h) != (image_size, image_size):
         scale = image_size / min(w, h)
         nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
-        im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
         left, top = (nw - image_size) // 2, (nh - image_size) // 2
-        im = im.crop((left, top, left + image_size, top + image_size))
-    a = np.asarray(im, dtype=np.uint8)
+        img = img.crop((left, top, left + image_size, top + image_size))
+    a = np.asarray(img, dtype=np.uint8)
     return (a[None] if gray else a.transpose(2, 0, 1)), header
 
 
@@ -264,7 +264,7 @@ def _chunks(items: list[Path], size: int) -> list[list[Path]]:
 
 
 def _progress(total: int, desc: str, quiet: bool) -> Any:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet)
 
@@ -449,15 +449,15 @@ def _write_arrays(
     groups: dict[str, tuple[list[str], np.ndarray | None]] = {}
     root = str(scan.root)
 
-    def paths(items: list[tuple[str, int]]) -> list[str]:  # str, not Path: 100k joins add up
+    def joined(items: list[tuple[str, int]]) -> list[str]:  # str, not Path: 100k joins add up
         return [os.path.join(root, rel) for rel, _ in items]
 
     train = scan.splits["train"]
     train_y = np.array([y for _, y in train], dtype=np.int64)
-    train_paths = paths(train)
+    train_paths = joined(train)
     if "test" in scan.splits:
         test = scan.splits["test"]
-        groups["test"] = (paths(test), np.array([y for _, y in test]))
+        groups["test"] = (joined(test), np.array([y for _, y in test]))
         keep = np.arange(len(train))
     else:
         keep, held = _held_out_test(train_y, settings.test_fraction, settings.split_seed)
@@ -465,7 +465,7 @@ def _write_arrays(
     groups["train"] = ([train_paths[i] for i in keep], train_y[keep])
     if "val" in scan.splits:
         val = scan.splits["val"]
-        groups["val"] = (paths(val), np.array([y for _, y in val]))
+        groups["val"] = (joined(val), np.array([y for _, y in val]))
     if scan.unlabeled_root is not None:
         uroot = str(scan.unlabeled_root)
         groups["unlabeled"] = ([os.path.join(uroot, rel) for rel in scan.unlabeled], None)
