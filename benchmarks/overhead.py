@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from benchmarks.report import markdown_table, record
 from trainers import TrialConfig
 from trainers.data import augment, normalize
-from trainers.models import create_model
+from trainers.models import model_for
 from trainers.pipeline import Trainer
 from trainers.runtime import resolve_runtime, synchronize
 from tune_app.settings import read_mapping
@@ -35,7 +35,7 @@ def minimal(config: TrialConfig) -> float:
     torch.manual_seed(config.seed)
     rt = resolve_runtime(config)
     s = Trainer(config, rt).splits  # on rt.device: the model must be there too
-    model = create_model(config.model, s.num_classes, s.image_size, s.in_chans)
+    model = model_for(config, s.num_classes, s.image_size, s.in_chans)
     model = model.to(rt.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr_sl * config.batch_size / 256)
     g = torch.Generator().manual_seed(config.seed)

@@ -51,7 +51,13 @@ class TrialConfig:
     """
 
     # data
-    model: str = "vit_micro"
+    model: str = "vit_micro"  # a preset, or timm/<name> (docs/models.md)
+    # timm models only (presets choose their own): the ViT patch side (None: the model's own)
+    # and the SSL decoder's width, depth and heads (None: the defaults in docs/models.md)
+    patch_size: int | None = None
+    decoder_width: int | None = None
+    decoder_depth: int | None = None
+    decoder_heads: int | None = None
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
     unlabeled_dir: str | None = None  # dataset "folder": images for SSL (docs/data.md)
@@ -106,7 +112,7 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         if self.lr_ssl is None:
-            family = "resnet" if self.model.startswith("resnet") else "vit"
+            family = "resnet" if _family(self.model) == "cnn" else "vit"
             object.__setattr__(self, "lr_ssl", PAPER_LR_SSL[family])
         for name in BETAS_FIELDS:
             value = getattr(self, name)
@@ -220,13 +226,35 @@ def _check_numbers(c: TrialConfig) -> None:
             raise ConfigError(f"{f.name}: {value!r} is not allowed; expected a finite number")
 
 
+def _family(model: str) -> str:
+    """ "vit" or "cnn"; ConfigError naming the model when it is unknown or unsupported."""
+    from trainers.models import model_family  # the registry lives with the models
+
+    if not isinstance(model, str):
+        raise ConfigError(f"model: {model!r} is not allowed; expected a preset or timm/<name>")
+    try:
+        return model_family(model)
+    except ValueError as e:
+        raise ConfigError(f"model: {e}") from None
+
+
 def _validate(c: TrialConfig) -> None:
     # Imported here: the registries live with the code that implements them.
     from trainers.data import BUILTIN_DATASETS, DATASETS
-    from trainers.models import MODELS
 
     _check_numbers(c)
-    _check(c.model in MODELS, "model", f"one of {', '.join(MODELS)}", c.model)
+    cnn = _family(c.model) == "cnn"
+    timm_model = c.model.startswith("timm/")
+    for name in ("patch_size", "decoder_width", "decoder_depth", "decoder_heads"):
+        value = getattr(c, name)
+        if value is None:
+            continue
+        _check(timm_model, name, "null for the presets (they size their own)", value)
+        ok = isinstance(value, int) and 1 <= value <= IMAGE_SIZE_MAX
+        _check(ok, name, f"an integer in [1, {IMAGE_SIZE_MAX}] or null", value)
+    for name in ("patch_size", "decoder_depth", "decoder_heads"):
+        value = getattr(c, name)
+        _check(value is None or not cnn, name, "null for a CNN (the autoencoder path)", value)
     _check(c.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}", c.dataset)
     ssl_ok = c.ssl_source in SSL_SOURCES_FIXED or c.ssl_source in BUILTIN_DATASETS
     allowed = f"same, unlabeled, all or a dataset ({', '.join(BUILTIN_DATASETS)})"
@@ -260,22 +288,25 @@ def _validate(c: TrialConfig) -> None:
     _check(0.0 <= c.lam <= 1.0, "lam", "a number in [0, 1]", c.lam)
     if c.mask_ratio is not None:
         _check(
-            not c.model.startswith("resnet"),
+            not cnn,
             "mask_ratio",
-            "null for ResNet models (a plain autoencoder masks nothing)",
+            "null for ResNet models and other CNNs (a plain autoencoder masks nothing)",
             c.mask_ratio,
         )
         _check(0.0 < c.mask_ratio < 1.0, "mask_ratio", "a number in (0, 1) or null", c.mask_ratio)
     _check(c.mix_pass in MIX_PASSES, "mix_pass", f"one of {', '.join(MIX_PASSES)}", c.mix_pass)
-    if c.model.startswith("resnet"):  # a feature map has no tokens to leave out of the encoder
+    if cnn:  # a feature map has no tokens to leave out of the encoder
         _check(
             c.mix_pass == "full",
             "mix_pass",
-            "full for ResNet models (masked needs a ViT)",
+            "full for ResNet models and other CNNs (masked needs a ViT)",
             c.mix_pass,
         )
         _check(
-            c.mix_mask_ratio is None, "mix_mask_ratio", "null for ResNet models", c.mix_mask_ratio
+            c.mix_mask_ratio is None,
+            "mix_mask_ratio",
+            "null for ResNet models and other CNNs",
+            c.mix_mask_ratio,
         )
     if c.mix_mask_ratio is not None:
         _check(
@@ -322,11 +353,11 @@ def _validate(c: TrialConfig) -> None:
 def _validate_paper_options(c: TrialConfig) -> None:
     """ssl_pass, mixup_alpha and the per-segment AdamW settings."""
     _check(c.ssl_pass in SSL_PASSES, "ssl_pass", f"one of {', '.join(SSL_PASSES)}", c.ssl_pass)
-    if c.model.startswith("resnet"):  # the autoencoder already encodes every pixel
+    if _family(c.model) == "cnn":  # the autoencoder already encodes every pixel
         _check(
             c.ssl_pass == "masked",
             "ssl_pass",
-            "masked for ResNet models (full needs a ViT's tokens)",
+            "masked for ResNet models and other CNNs (full needs a ViT's tokens)",
             c.ssl_pass,
         )
     ok = math.isfinite(c.mixup_alpha) and c.mixup_alpha >= 0

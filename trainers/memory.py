@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 
 from trainers.config import TrialConfig
 from trainers.data import Splits
-from trainers.models import create_model
+from trainers.models import model_for
 from trainers.steps import Batch, step_loss
 
 GB = 1024**3
@@ -112,7 +112,7 @@ def saved_activation_bytes(step: Callable[[], torch.Tensor], exclude: set[int]) 
 
 def phase_peaks(config: TrialConfig, splits: Splits, bf16: bool) -> dict[str, int]:
     """Estimated peak device bytes of one trial in each of its phases (`ssl`, `mix`, `sl`)."""
-    model = create_model(config.model, splits.num_classes, splits.image_size, splits.in_chans)
+    model = model_for(config, splits.num_classes, splits.image_size, splits.in_chans)
     if config.mask_ratio is not None:
         model.mask_ratio = config.mask_ratio
     model.mix_pass, model.mix_mask_ratio = config.mix_pass, config.mix_mask_ratio

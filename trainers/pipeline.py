@@ -22,7 +22,7 @@ from trainers.accel import InputMixer, check_accel
 from trainers.calibrate import calibrated_seconds, config_step_kinds, step_kind
 from trainers.config import TrialConfig
 from trainers.data import DataOptions, Splits, build_splits, channel_constants, normalize
-from trainers.models import MixModel, create_model
+from trainers.models import MixModel, model_for
 from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
 from trainers.runtime import Runtime, host, resolve_runtime, synchronize
 from trainers.ssl_cache import SSLCache, ssl_key
@@ -176,7 +176,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         try:
             self.splits = s = load_splits(config, rt.device)
-            self.model = create_model(config.model, s.num_classes, s.image_size, s.in_chans)
+            self.model = model_for(config, s.num_classes, s.image_size, s.in_chans)
             check_accel(config.sl_accel, len(s.train_x), config.sl_skip_fraction)
         except ValueError as e:
             raise SetupError(str(e)) from e

@@ -71,13 +71,15 @@ def resolve_bf16(precision: str, model: str, device: torch.device) -> bool:
 
 def apply_cuda_flags(device: torch.device, model: str, bf16: bool) -> None:
     """Process-wide CUDA speed settings: TF32 for fp32 matmuls/convolutions, cuDNN autotuning
-    for ResNets (fixed input shapes, so the search pays once per shape)."""
+    for CNNs (fixed input shapes, so the search pays once per shape)."""
     if device.type != "cuda":
         return
     if not bf16:  # TF32 keeps fp32 ranges with a 10-bit mantissa: the usual fp32 training mode
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = model.startswith("resnet")
+    from trainers.models import model_family
+
+    torch.backends.cudnn.benchmark = model_family(model) == "cnn"
 
 
 def resolve_runtime(config: TrialConfig) -> Runtime:

@@ -218,13 +218,21 @@ def confirm(
 @click.option("--unlabeled", default=None, help="A folder of unlabelled images (any layout).")
 @click.option("--prepare", is_flag=True, help="Decode into the cache now, ahead of a search.")
 @click.option("--data-cache", default=None, help=DATA_CACHE_HELP)
+@click.option(
+    "--model", default=None, help="Show what this model (a preset or timm/<name>) becomes here."
+)
 def data(
-    path: str, image_size: int | None, unlabeled: str | None, prepare: bool, data_cache: str | None
+    path: str,
+    image_size: int | None,
+    unlabeled: str | None,
+    prepare: bool,
+    data_cache: str | None,
+    model: str | None,
 ) -> int:
     """Check a folder of images (classes, counts, sizes, unreadable files); --prepare it."""
     from tune_app.data import cache_path_arg, data_command
 
-    return data_command(path, image_size, unlabeled, prepare, cache_path_arg(data_cache))
+    return data_command(path, image_size, unlabeled, prepare, cache_path_arg(data_cache), model)
 
 
 @cli.command()

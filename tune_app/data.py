@@ -75,8 +75,10 @@ def data_command(
     unlabeled: str | None,
     prepare: bool,
     data_cache: str | None,
+    model: str | None = None,
 ) -> int:
-    """Body of `tune-app data`: report a folder's contents; with `prepare`, build the cache."""
+    """Body of `tune-app data`: report a folder's contents; with `prepare`, build the cache;
+    with `model`, what that model becomes at the folder's size (SSL path, grid, sizes)."""
     from trainers.data.folder import (
         PrepareSettings,
         choose_size,
@@ -121,6 +123,16 @@ def data_command(
     except ValueError as e:
         raise UserInputError(str(e)) from e
     print(f"  prepared as: {1 if gray else 3}x{size}x{size} uint8", file=out)
+    if model is not None:
+        from trainers import ConfigError, TrialConfig
+        from trainers.models import model_for, model_summary
+
+        try:
+            built = model_for(TrialConfig(model=model), len(scan.classes), size, 1 if gray else 3)
+        except (ConfigError, ValueError) as e:
+            raise UserInputError(f"--model {model}: {e}") from e
+        for key, value in model_summary(built, size).items():
+            print(f"  model {model}: {key}: {value}", file=out)
     if not prepare:
         print("  (not prepared: add --prepare to decode it into the cache now)", file=out)
         return 0

@@ -47,6 +47,7 @@ def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
         "space": space.to_dict(),
         "objectives": [{"metric": o.metric, "goal": o.goal} for o in space.objectives],
         "sampler": {"name": space.sampler, "seed": space.seed},
+        "model": model_plan(space.trial_config({})),
         "resources": {"cpu": space.cpu, "gpu": space.gpu, "max_concurrent": space.max_concurrent},
         "trials": baseline_configs(space)
         + [
@@ -59,6 +60,26 @@ def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
         ]
         + confirm_plan(space),
     }
+
+
+def model_plan(config: Any) -> dict[str, Any]:
+    """The model at the data's size (the dry-run's `model`): SSL path, grid or stride, sizes.
+
+    Sized from `image_size` and the built-in dataset's shape; a folder without `image_size`
+    is sized when prepared (`tune-app data PATH --model NAME` shows it then).
+    """
+    from trainers.models import NATIVE_SHAPES, model_for, model_summary
+
+    chans, side, classes = NATIVE_SHAPES.get(config.dataset, (3, None, 10))
+    size = config.image_size or side
+    if size is None:
+        return {"name": config.model, "sized": "at the folder's common size, once prepared"}
+    try:
+        model = model_for(config, classes, size, chans)
+    except ValueError as e:
+        raise UserInputError(f"trainer.model {config.model} at image_size {size}: {e}") from e
+    note = "" if config.dataset in NATIVE_SHAPES else " (3 channels, 10 classes assumed)"
+    return {"name": config.model, **model_summary(model, size), "sized_for": config.dataset + note}
 
 
 def steps_plan(space: SearchSpace) -> dict[str, Any]:
@@ -103,7 +124,7 @@ def check_data(space: SearchSpace) -> dict[str, Any] | None:
     import torch
 
     from trainers.accel import check_accel
-    from trainers.models import create_model
+    from trainers.models import model_for
     from trainers.pipeline import load_splits
     from tune_app.data import prepare_for
 
@@ -115,7 +136,7 @@ def check_data(space: SearchSpace) -> dict[str, Any] | None:
         raise UserInputError(f"{space.source}: trainer.dataset: {e}") from e
     n = len(splits.train_x)
     try:  # an image size the model cannot take (a ViT's patch grid, a CNN's stride)
-        create_model(config.model, splits.num_classes, splits.image_size, splits.in_chans)
+        model_for(config, splits.num_classes, splits.image_size, splits.in_chans)
     except ValueError as e:
         raise UserInputError(
             f"{space.source}: trainer.image_size = {splits.image_size} (the data's): "

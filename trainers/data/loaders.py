@@ -30,6 +30,7 @@ CACHE_ENV = "TUNE_APP_DATA_CACHE"  # overrides the default (tests point it at a 
 def default_cache() -> str:
     return os.environ.get(CACHE_ENV) or DEFAULT_DATA_CACHE
 
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
 _CIFAR = {  # name -> (folder, train files, test file, label key, classes, where to get it)

@@ -15,6 +15,7 @@ from timm.models.resnet import ResNet
 
 from trainers.models.base import MixModel
 from trainers.models.resnet_ae import ResNetAE, resnet18_backbone, resnet_micro_backbone
+from trainers.models.timm_models import PREFIX, DecoderSizes, create_timm_model, family
 from trainers.models.vit_mae import ViTMAE
 
 
@@ -89,20 +90,27 @@ def choose_patch_size(image_size: int, target_grid: int) -> int:
 def create_model(
     name: str, num_classes: int, image_size: int, in_chans: int, **overrides: Any
 ) -> MixModel:
-    """Build a registered model.
+    """Build a registered model, or a timm backbone named `timm/<name>`.
 
     Args:
-        name: one of `MODELS`.
+        name: one of `MODELS`, or `timm/<timm model name>` (trainers/models/timm_models.py).
         num_classes: classifier outputs.
         image_size: square input side in pixels.
         in_chans: input channels.
-        **overrides: preset fields to replace (e.g. `mask_ratio=0.5` for a ViT).
+        **overrides: preset fields to replace (e.g. `mask_ratio=0.5` for a ViT); for a timm
+            model `patch_size` and `decoder` (a `DecoderSizes`).
 
     Raises:
-        ValueError: unknown name, unsupported image size, bad sizes or unknown override.
+        ValueError: unknown name, unsupported family or image size, bad sizes or unknown
+            override.
     """
+    if name.startswith(PREFIX):
+        return create_timm_model(name, num_classes, image_size, in_chans, **overrides)
     if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+        raise ValueError(
+            f"unknown model {name!r}; available: {', '.join(MODELS)}, or timm/<name> (any "
+            "timm ViT or CNN, from scratch)"
+        )
     for field, value in (
         ("num_classes", num_classes),
         ("image_size", image_size),
@@ -137,3 +145,61 @@ def create_model(
         num_classes=num_classes,
         **kwargs,
     )
+
+
+def model_family(name: str) -> str:
+    """ "vit" (MAE path) or "cnn" (autoencoder path); ValueError for an unknown or unsupported
+    model (a timm name is checked on the meta device, no weights built)."""
+    if name.startswith(PREFIX):
+        return family(name)
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}, or timm/<name>")
+    return "cnn" if isinstance(PRESETS[name], ResNetPreset) else "vit"
+
+
+def model_options(config: Any) -> dict[str, Any]:
+    """`create_model` keyword arguments from a TrialConfig's model settings (timm models)."""
+    if not config.model.startswith(PREFIX):
+        return {}
+    sizes = DecoderSizes(config.decoder_width, config.decoder_depth, config.decoder_heads)
+    options: dict[str, Any] = {"decoder": sizes}
+    if config.patch_size is not None:
+        options["patch_size"] = config.patch_size
+    return options
+
+
+def model_for(config: Any, num_classes: int, image_size: int, in_chans: int) -> MixModel:
+    """The model a TrialConfig asks for, sized to the data."""
+    return create_model(config.model, num_classes, image_size, in_chans, **model_options(config))
+
+
+# Shapes of the built-in datasets (channels, side, classes): what a model is sized to when
+# image_size is not set. A folder's come from its preparation.
+NATIVE_SHAPES = {
+    "fashion_mnist": (1, 28, 10),
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+    "tinyimagenet": (3, 64, 200),
+    "digits": (1, 8, 10),
+}
+
+
+def model_summary(model: MixModel, image_size: int) -> dict[str, Any]:
+    """Which SSL path a built model takes, its grid or stride, and its sizes (parameters)."""
+    total = sum(p.numel() for p in model.parameters())
+    decoder = sum(p.numel() for p in model.decoder.parameters())
+    grid = list(model.feature_grid)
+    if isinstance(model, ViTMAE):
+        shape = {"patch_size": model.patch_size, "patch_grid": grid}
+        path = "MAE: masked SSL steps on a patch-token ViT (mix_pass full|masked, ssl_pass)"
+    else:
+        shape = {"feature_map": grid, "feature_stride": round(image_size / grid[0], 2)}
+        path = "autoencoder: every pixel encoded, a transposed-conv decoder (no masking)"
+    return {
+        "path": path,
+        "image_size": image_size,
+        **shape,
+        "parameters": total,
+        "decoder_parameters": decoder,
+        "encoder_and_head_parameters": total - decoder,
+    }
