@@ -285,10 +285,12 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once.
 
     The data is a user's folder with an unlabelled pool: prepared once by the first driver,
-    reused by the trials and by the resumed driver."""
+    reused by the trials and by the resumed driver. The model is a timm ViT on the MAE path."""
     space = write_space(
         tmp_path,
-        trainer={**SPACE["trainer"], **digits_folder(tmp_path)},
+        # and the model is a timm ViT (timm's small test model, 2-px patches on 8-px digits)
+        trainer={**SPACE["trainer"], **digits_folder(tmp_path), "model": "timm/test_vit",
+                 "patch_size": 2},  # fmt: skip
         search={"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
     )
     storage = tmp_path / "exp"
@@ -327,6 +329,7 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     table = pd.read_parquet(storage / "k" / "trials.parquet")
     assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
     assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
+    assert (table["model"] == "timm/test_vit").all()
     # one preparation, under the storage path, read by every trial of both sessions
     assert [p.name[:7] for p in (storage / "data-cache").iterdir()] == ["digits-"]
     assert "data: 10 classes" in done.stderr and "300 unlabeled" in done.stderr
