@@ -124,29 +124,37 @@ def check_data(space: SearchSpace) -> dict[str, Any] | None:
     import torch
 
     from trainers.accel import check_accel
-    from trainers.models import model_for
+    from trainers.models import NATIVE_SHAPES
     from trainers.pipeline import load_splits
     from tune_app.data import prepare_for
 
     config = space.trial_config({}, "mixtraining", None)
+    chans, side, classes = NATIVE_SHAPES.get(config.dataset, (3, None, 10))
+    if config.image_size or side:  # the size is known: refuse a model that cannot take it
+        check_model(space, config, config.image_size or side, chans, classes)  # before preparing
     record = prepare_for(config, f"{space.source}: trainer")  # a folder: decoded once, here
     try:
         splits = load_splits(config, torch.device("cpu"))
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.dataset: {e}") from e
-    n = len(splits.train_x)
-    try:  # an image size the model cannot take (a ViT's patch grid, a CNN's stride)
-        model_for(config, splits.num_classes, splits.image_size, splits.in_chans)
-    except ValueError as e:
-        raise UserInputError(
-            f"{space.source}: trainer.image_size = {splits.image_size} (the data's): "
-            f"model {config.model}: {e}"
-        ) from e
+    check_model(space, config, splits.image_size, splits.in_chans, splits.num_classes)
     try:
-        check_accel(config.sl_accel, n, config.sl_skip_fraction)
+        check_accel(config.sl_accel, len(splits.train_x), config.sl_skip_fraction)
     except ValueError as e:
         raise UserInputError(f"{space.source}: trainer.{e}") from e
     return record
+
+
+def check_model(space: SearchSpace, config: Any, size: int, chans: int, classes: int) -> None:
+    """An image size the model cannot take (a ViT's patch grid, a CNN's stride) is bad input."""
+    from trainers.models import model_for
+
+    try:
+        model_for(config, classes, size, chans)
+    except ValueError as e:
+        raise UserInputError(
+            f"{space.source}: trainer.image_size = {size} (the data's): model {config.model}: {e}"
+        ) from e
 
 
 def search_command(

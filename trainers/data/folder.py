@@ -392,6 +392,7 @@ def prepare(
     first_w, first_h, first_mode = read_header(scan.root / scan.splits["train"][0][0])
     size = settings.image_size or min(first_w, first_h)
     gray = first_mode in _GRAY_MODES
+    made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".partial-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -430,8 +431,13 @@ def prepare(
         except OSError:
             if not (final / MANIFEST).is_file():  # not a concurrent winner: a real failure
                 raise
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:  # folders this call created (the cache, a storage path): gone again
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)  # a concurrent preparation won the rename
     return open_prepared(final)
 
 
