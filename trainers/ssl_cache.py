@@ -48,6 +48,7 @@ MIX_ONWARD = frozenset(
         "ssl_schedule",
         "device",
         "eval_batch_size",
+        "data_cache",  # where the prepared data lives, not what it holds
     }
 )
 

@@ -26,7 +26,7 @@ def prepare_for(config: TrialConfig, where: str) -> dict[str, Any] | None:
 
     try:
         prepared = prepare_dataset(
-            config.dataset, config.data_dir, data_options(config), quiet=not sys.stderr.isatty()
+            config.dataset, config.data_dir, data_options(config), quiet=False
         )
     except ValueError as e:
         raise UserInputError(f"{where}: {e}") from e
@@ -94,7 +94,7 @@ def data_command(
         scan = scan_folder(path, unlabeled)
     except ValueError as e:
         raise UserInputError(str(e)) from e
-    quiet = not sys.stderr.isatty()
+    quiet = not sys.stderr.isatty()  # the header pass is quick: a bar only on a terminal
     headers, bad = inspect_headers_safe(scan, quiet=quiet)
     out = sys.stdout
     print(f"{scan.root}: {len(scan.classes)} classes", file=out)
@@ -143,7 +143,7 @@ def data_command(
             cache,
             unlabeled_dir=unlabeled,
             settings=PrepareSettings(image_size),
-            quiet=quiet,
+            quiet=False,
             scan=scan,
         )
     except ValueError as e:

@@ -263,10 +263,40 @@ def _chunks(items: list[Path], size: int) -> list[list[Path]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _progress(total: int, desc: str, quiet: bool) -> Any:
-    from tqdm import tqdm  # type: ignore[import-untyped]
+class _PlainProgress:
+    """Progress as plain lines (a log, not a terminal): the start, every 10%, the end."""
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet)
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.done, self.next = total, desc, 0, 0.1
+        self.start = time.monotonic()
+        print(f"{desc}: {total} images", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            seconds = time.monotonic() - self.start
+            print(f"{self.desc}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.total and self.done / self.total >= self.next and self.done < self.total:
+            print(f"{self.desc}: {self.done}/{self.total}", file=sys.stderr, flush=True)
+            self.next = int(10 * self.done / self.total + 1) / 10
+
+
+def _progress(total: int, desc: str, quiet: bool) -> Any:
+    """A tqdm bar on a terminal, plain lines otherwise, nothing when `quiet` (trials)."""
+    if quiet:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        return tqdm(total=total, disable=True)
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
+    return _PlainProgress(total, desc)
 
 
 def inspect_headers_safe(
