@@ -289,8 +289,12 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     space = write_space(
         tmp_path,
         # and the model is a timm ViT (timm's small test model, 2-px patches on 8-px digits)
-        trainer={**SPACE["trainer"], **digits_folder(tmp_path), "model": "timm/test_vit",
-                 "patch_size": 2},  # fmt: skip
+        trainer={
+            **SPACE["trainer"],
+            **digits_folder(tmp_path),
+            "model": "timm/test_vit",
+            "patch_size": 2,
+        },  # fmt: skip
         search={"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
     )
     storage = tmp_path / "exp"
