@@ -235,6 +235,7 @@ def test_a_large_split_is_a_view_of_the_memory_map_gathering_the_same_rows(
     idx = torch.tensor([5, 0, 5, len(copied.train_x) - 1])
     assert torch.equal(viewed.train_x[idx], copied.train_x[idx])
     assert torch.equal(viewed.val_x[1:4], copied.val_x[1:4])
+    assert torch.equal(viewed.train_x[-1], copied.train_x[-1])
     assert (viewed.mean, viewed.std) == (copied.mean, copied.std)
     base = viewed.train_x.parts[0][0]
     assert isinstance(base, np.ndarray) and not base.flags.owndata  # the map, not a copy

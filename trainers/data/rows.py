@@ -57,7 +57,9 @@ class Rows:
                 out[hit[order]] = base[rows[order]]
         return out
 
-    def __getitem__(self, key: slice | Tensor | np.ndarray) -> Tensor:
+    def __getitem__(self, key: int | slice | Tensor | np.ndarray) -> Tensor:
+        if isinstance(key, int):
+            return self[np.array([key])][0]
         if isinstance(key, slice):
             where = np.arange(len(self))[key]
         else:
