@@ -72,6 +72,9 @@ class Analysis:
         return self.mix[self.mix["on_front"]]
 
 
+REPEATED_SEED = "repeated seed"  # a second run of a seed its configuration already ran
+
+
 def left_out_reason(table: pd.DataFrame, metrics: list[str]) -> pd.Series:
     """Per trial: None if it counts, else why not (errored, unfinished, missing metrics)."""
     reason = pd.Series([None] * len(table), index=table.index, dtype=object)
@@ -176,6 +179,14 @@ def analyze_experiment(exp: Experiment, include_unconfirmed: bool = False) -> An
     table = exp.table.copy()
     table["reason"] = left_out_reason(table, exp.metrics)
     table["config_id"] = config_ids(table, exp.space)
+    # A configuration the sampler suggested again runs the same seed again: the same draw of
+    # seed noise, not a second one. Counting it would call the configuration "confirmed" on
+    # one seed (and give it a variance of zero); the first complete run of each seed counts.
+    ok = table["reason"].isna()
+    repeat = ok & table[ok].duplicated(["config_id", "seed"], keep="first").reindex(
+        table.index, fill_value=False
+    )
+    table.loc[repeat, "reason"] = REPEATED_SEED
     done = table[table["reason"].isna()].drop(columns="reason")
     left_out = table[table["reason"].notna()]
     baselines = baseline_stats(done, exp.metrics)

@@ -18,6 +18,7 @@ from analysis import analyze_experiment, load_experiment
 from analysis.configs import config_id, config_ids, group_configs, mark_config_front
 from analysis.hypervolume import knee_index
 from analysis.plots import plot_data
+from analysis.summary import left_out_counts
 from analysis.verdict import build_verdict, holm, interval_ahead, welch_one_sided
 from analysis.verdict_report import hypervolume_line
 from tune_app.cli import main
@@ -289,6 +290,33 @@ def test_analyze_reports_only_confirmed_claims(tmp_path: Path, capsys) -> None:
     assert data.configs[0].y_err == pytest.approx(np.std([0.85, 0.86, 0.855], ddof=1))
     html = (exp / "analysis" / "pareto.html").read_text()
     assert '"square"' in html and m2 in html
+
+
+def test_a_configuration_suggested_twice_is_not_confirmed_by_its_repeated_seed(
+    tmp_path: Path,
+) -> None:
+    """The sampler can suggest a configuration again; its second seed-0 run is the same draw
+    of seed noise, so it is left out (said why), and the configuration stays a single run."""
+    m2 = dict(alpha=0.4, rho=0.6, anneal="cosine")
+    again = trial("m2again", 0.85, 14.0, seed=0, **m2)  # m2 (seed 0) suggested a second time
+    a = analyze_experiment(load_experiment(write_experiment(tmp_path / "e", FINISHED + [again])))
+    mix = a.verdict.configs[a.verdict.configs["pipeline"] == "mixtraining"]
+    assert a.basis == "single runs" and not mix["confirmed"].any()
+    assert left_out_counts(a)["repeated seed"] == 1  # FINISHED leaves out two others
+    row = a.verdict.configs.set_index("config_id").loc[
+        a.done.set_index("trial_id").loc["m2", "config_id"]
+    ]
+    assert row["n"] == 1 and row["trial_ids"] == ["m2"]
+    # with real seeds 1 and 2 it is confirmed on three distinct seeds, the repeat still out
+    both = FINISHED + [again, *confirmed_rows(m2)]
+    a = analyze_experiment(load_experiment(write_experiment(tmp_path / "f", both)))
+    configs = a.verdict.configs
+    confirmed = configs[configs["confirmed"] & (configs["pipeline"] == "mixtraining")]
+    assert confirmed["seeds"].tolist() == [[0, 1, 2]]
+
+
+def confirmed_rows(m2: dict) -> list:
+    return [trial("m2s1", 0.86, 14.0, seed=1, **m2), trial("m2s2", 0.855, 14.0, seed=2, **m2)]
 
 
 def test_pareto_html_draws_unconfirmed_and_confirmed_differently(tmp_path: Path) -> None:
