@@ -116,6 +116,7 @@ def test_the_presets_train_exactly_as_before_timm_models() -> None:
     [
         ({"model": "timm/vit_tinyy"}, "model: model timm/vit_tinyy: timm has no model"),
         ({"model": "timm/mixer_s16_224"}, "neither a ViT token grid"),
+        ({"model": "timm/swin_tiny_patch4_window7_224"}, "channels last"),
         ({"model": "timm/deit_tiny_distilled_patch16_224"}, "deit_tiny_distilled_patch16_224"),
         ({**CNN, "mix_pass": "masked"}, "mix_pass: 'masked' is not allowed"),
         ({**CNN, "patch_size": 4}, "patch_size: 4 is not allowed; expected null for a CNN"),

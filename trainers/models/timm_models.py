@@ -95,6 +95,11 @@ def family(model: str) -> str:
             f"model {model}: forward_features gives {shape}, neither a ViT token grid the MAE "
             f"path can mask nor a spatial map [N, C, h, w]. Supported: {FAMILIES}"
         )
+    if out.shape[1] != getattr(net, "num_features", out.shape[1]):  # Swin: [N, h, w, C]
+        raise ValueError(
+            f"model {model}: forward_features gives {list(out.shape)}, channels last "
+            f"(num_features {net.num_features}), not a map [N, C, h, w]. Supported: {FAMILIES}"
+        )
     return "cnn"
 
 
