@@ -167,12 +167,12 @@ def test_hypervolume_history_follows_finish_time(tmp_path) -> None:
     from helpers import SPACE
 
     exp = write_experiment(tmp_path / "r", [], space=SPACE)
-    knobs = {"alpha": 0.5, "rho": 0.5, "lam": 0.7, "anneal": "none"}
-    for tid, acc, lat, stamp in [
-        ("a", 0.9, 30.0, 300),
-        ("b", 0.7, 10.0, 100),
-        ("c", 0.8, 20.0, 200),
-    ]:
+    for tid, acc, lat, stamp, alpha in [
+        ("a", 0.9, 30.0, 300, 0.3),
+        ("b", 0.7, 10.0, 100, 0.5),
+        ("c", 0.8, 20.0, 200, 0.7),
+    ]:  # three configurations (a repeat of one configuration's seed would be left out)
+        knobs = {"alpha": alpha, "rho": 0.5, "lam": 0.7, "anneal": "none"}
         epochs = [{"epoch": e, "val_accuracy": acc, "train_latency_s": lat * e / 4,
                    "timestamp": stamp - 4 + e, "trial_id": tid} for e in range(1, 5)]  # fmt: skip
         ray_trial(exp, tid, knobs, epochs, planned=4)
