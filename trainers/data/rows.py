@@ -4,7 +4,7 @@ A split of a large prepared dataset is a list of row indices into arrays that ev
 process maps from the same files. `Rows` answers what the training loop asks of an image
 tensor (`len`, `shape`, `rows[idx]`, `rows[a:b]`, `.to(device)`) by gathering only the rows
 asked for, on the host, and moving that batch to its device. Small splits are copied into
-ordinary tensors instead (`materialise`): the whole-split-on-device fast path.
+ordinary tensors instead (`select`): the whole-split-on-device fast path.
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ class Rows:
     def __len__(self) -> int:
         return self.shape[0]
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape))
-
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Rows:
         return Rows(self.parts, device)
 
@@ -68,12 +64,6 @@ class Rows:
         batch = torch.from_numpy(self._gather(where))
         return batch.to(self.device, non_blocking=self.device.type == "cuda")
 
-    def chunks(self, size: int = 4096) -> list[slice]:
-        return [slice(i, min(i + size, len(self))) for i in range(0, len(self), size)]
-
-    def materialise(self) -> Tensor:
-        return self[slice(None)]
-
 
 def select(
     parts: Sequence[tuple[Tensor, np.ndarray]],
@@ -87,6 +77,3 @@ def select(
         picked = [b[torch.from_numpy(np.asarray(i, dtype=np.int64))] for b, i in parts]
         return picked[0] if len(picked) == 1 else torch.cat(picked)
     return Rows([(b.numpy(), i) for b, i in parts])
-
-
-ImageTensor = Tensor | Rows

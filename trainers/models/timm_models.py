@@ -171,8 +171,7 @@ class TimmConvAE(ResNetAE):
         self._grid = grid
         features = int(net.num_features)
         self.head = nn.Linear(features, num_classes)
-        self.stride = image_size / grid[0]
-        self.decoder = conv_decoder(features, width, in_chans, self.stride)
+        self.decoder = conv_decoder(features, width, in_chans, image_size / grid[0])
 
     @property
     def feature_grid(self) -> tuple[int, int]:
