@@ -44,6 +44,8 @@ def test_ints_accepted_for_floats() -> None:
         ({"labeled_fraction": 0.0}, "labeled_fraction"),
         ({"labeled_fraction": 1.5}, "labeled_fraction"),
         ({"label_noise": 1.0}, "label_noise"),
+        ({"unlabeled_fraction": 0.0}, "unlabeled_fraction"),
+        ({"unlabeled_fraction": 1.5}, "unlabeled_fraction"),
         ({"epochs_sl": 0}, "epochs_sl"),
         ({"epochs_ssl": -1}, "epochs_ssl"),
         ({"epochs_ssl": 2.5}, "epochs_ssl"),

@@ -382,6 +382,36 @@ def test_ssl_source_all_is_the_labelled_and_unlabelled_images_together(fmnist_di
     assert not set(ssl) & set(decode_index(every.val_x))  # never the validation images
 
 
+def test_unlabeled_fraction_keeps_a_seeded_share_of_the_unlabelled_images(
+    fmnist_dir: Path,
+) -> None:
+    kwargs = {"labeled_fraction": 0.3, "seed": 4}
+    whole = build_splits("fashion_mnist", fmnist_dir, ssl_source="all", **kwargs)
+    half = build_splits(
+        "fashion_mnist", fmnist_dir, ssl_source="all", unlabeled_fraction=0.5, **kwargs
+    )
+    unlab = build_splits("fashion_mnist", fmnist_dir, ssl_source="unlabeled", **kwargs)
+    half_unlab = build_splits(
+        "fashion_mnist", fmnist_dir, ssl_source="unlabeled", unlabeled_fraction=0.5, **kwargs
+    )
+    # the labelled pool, validation and test do not depend on the share
+    for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "mean", "std"):
+        a, b = getattr(whole, name), getattr(half, name)
+        assert (a == b).all() if isinstance(a, torch.Tensor) else a == b, name
+    kept = set(decode_index(half_unlab.ssl_x))
+    assert kept < set(decode_index(unlab.ssl_x))
+    assert len(kept) == round(0.5 * len(unlab.ssl_x))
+    # "all" keeps every labelled image and the same unlabelled share as "unlabeled"
+    expected = np.sort(np.concatenate([decode_index(half.train_x), sorted(kept)]))
+    np.testing.assert_array_equal(np.sort(decode_index(half.ssl_x)), expected)
+    again = build_splits(
+        "fashion_mnist", fmnist_dir, ssl_source="all", unlabeled_fraction=0.5, **kwargs
+    )
+    assert (again.ssl_x == half.ssl_x).all()  # seeded
+    with pytest.raises(ValueError, match="unlabeled_fraction"):
+        build_splits("fashion_mnist", fmnist_dir, unlabeled_fraction=0.0)
+
+
 def test_ssl_source_all_without_unlabelled_images_is_same(fmnist_dir: Path) -> None:
     s = build_splits("fashion_mnist", fmnist_dir, labeled_fraction=1.0, ssl_source="all")
     assert s.ssl_x is None  # SSL on the labelled pool: MIX batches are not mixed with lam

@@ -67,6 +67,7 @@ class TrialConfig:
     val_fraction: float = 0.1
     labeled_fraction: float = 0.1
     ssl_source: str = "same"
+    unlabeled_fraction: float = 1.0  # share of the unlabelled images SSL keeps (seeded)
     label_noise: float = 0.0
     # pipeline (paper Algorithm 1)
     pipeline: str = "mixtraining"
@@ -279,6 +280,12 @@ def _validate(c: TrialConfig) -> None:
         "labeled_fraction",
         "a number in (0, 1]",
         c.labeled_fraction,
+    )
+    _check(
+        0.0 < c.unlabeled_fraction <= 1.0,
+        "unlabeled_fraction",
+        "a number in (0, 1]",
+        c.unlabeled_fraction,
     )
     _check(0.0 <= c.label_noise < 1.0, "label_noise", "a number in [0, 1)", c.label_noise)
     _check_count(c, "epochs_ssl", 0)

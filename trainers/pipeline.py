@@ -55,6 +55,7 @@ def load_splits(config: TrialConfig, device: torch.device) -> Splits:
         val_fraction=config.val_fraction,
         labeled_fraction=config.labeled_fraction,
         ssl_source=config.ssl_source,
+        unlabeled_fraction=config.unlabeled_fraction,
         label_noise=config.label_noise,
         seed=config.seed,
         options=data_options(config),

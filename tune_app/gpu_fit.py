@@ -46,6 +46,7 @@ MEMORY_FIELDS = (
     "data_dir",
     "labeled_fraction",
     "ssl_source",
+    "unlabeled_fraction",
     "val_fraction",
 )
 
@@ -56,6 +57,7 @@ DATA_FIELDS = (
     "val_fraction",
     "labeled_fraction",
     "ssl_source",
+    "unlabeled_fraction",
     "label_noise",
     "seed",
 )

@@ -50,6 +50,7 @@ def build_splits(
     val_fraction: float = 0.1,
     labeled_fraction: float = 1.0,
     ssl_source: str = "same",
+    unlabeled_fraction: float = 1.0,
     label_noise: float = 0.0,
     seed: int = 0,
     options: DataOptions | None = None,
@@ -73,6 +74,9 @@ def build_splits(
             unlabelled images together: every training image but validation's; `ssl_x` None
             when nothing is unlabelled, as then it is the labelled pool) or another dataset's
             name (its training images, converted to this dataset's channels and size).
+        unlabeled_fraction: share of the unlabelled images ("unlabeled" and "all": the training
+            images outside the labelled pool and validation, or a folder's unlabelled images)
+            that SSL keeps, a seeded random subset, in (0, 1]; the labelled pool is always kept.
         label_noise: probability of replacing a labelled image's label, in [0, 1).
         seed: one seed for every random choice; the same seed gives identical splits.
         options: image size, a folder's unlabelled images, the prepared-data cache
@@ -89,6 +93,7 @@ def build_splits(
     """
     _check_range("val_fraction", val_fraction, 0.0, 1.0, "(0, 1)", lo_ok=False, hi_ok=False)
     _check_range("labeled_fraction", labeled_fraction, 0.0, 1.0, "(0, 1]", lo_ok=False)
+    _check_range("unlabeled_fraction", unlabeled_fraction, 0.0, 1.0, "(0, 1]", lo_ok=False)
     _check_range("label_noise", label_noise, 0.0, 1.0, "[0, 1)", hi_ok=False)
     if ssl_source not in SSL_SOURCES or ssl_source == dataset:
         raise ValueError(
@@ -122,7 +127,14 @@ def build_splits(
         val_y=val_y,
         test_x=raw_images(raw.test_x, raw.mapped),
         test_y=raw.test_y,
-        ssl_x=_ssl_images(ssl_source, raw, (rest, unlab), data_dir, in_chans, image_size),
+        ssl_x=_ssl_images(
+            ssl_source,
+            raw,
+            (lab_idx, unlab),
+            # its own generator: the labelled pool and validation never depend on the fraction
+            (unlabeled_fraction, np.random.default_rng([seed, 1])),
+            (data_dir, in_chans, image_size),
+        ),
         num_classes=raw.num_classes,
         in_chans=in_chans,
         image_size=image_size,
@@ -201,27 +213,40 @@ def _channel_stats(x: Tensor | Rows) -> tuple[tuple[float, ...], tuple[float, ..
     return tuple(means), tuple(stds)
 
 
+def _subset(idx: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A seeded `fraction` of `idx` (at least one), sorted; all of it at 1."""
+    if fraction >= 1.0 or len(idx) == 0:
+        return idx
+    return np.sort(rng.choice(idx, size=max(1, round(fraction * len(idx))), replace=False))
+
+
 def _ssl_images(
     source: str,
     raw: RawDataset,
     pools: tuple[np.ndarray, np.ndarray],
-    data_dir: str | Path | None,
-    chans: int,
-    size: int,
+    keep: tuple[float, np.random.Generator],
+    shape: tuple[str | Path | None, int, int],
 ) -> Tensor | Rows | None:
-    """pools: (every non-validation index, the unlabelled ones among them), both sorted."""
-    rest, unlab = pools
+    """pools: (the labelled pool's indices, the unlabelled ones); keep: the share of the
+    unlabelled images SSL keeps and the generator that picks them; shape: (data_dir, channels,
+    size) for another dataset's images."""
+    lab_idx, unlab = pools
+    fraction, rng = keep
+    unlab = _subset(unlab, fraction, rng)
     extra = raw.unlabeled_x  # a folder's unlabeled_dir images
+    extra_idx = None if extra is None else _subset(np.arange(len(extra)), fraction, rng)
     if source == "same" or source == "all" and len(unlab) == 0 and extra is None:
         return None
     if source == "all":
-        parts = [(raw.train_x, rest)]
+        parts = [(raw.train_x, np.union1d(lab_idx, unlab))]
         if extra is not None:
-            parts.append((extra, np.arange(len(extra))))
+            parts.append((extra, extra_idx))
         return select(parts, raw.mapped)
     if source == "unlabeled":
         if extra is not None:
-            return raw_images(extra, raw.mapped)
+            if fraction >= 1.0:
+                return raw_images(extra, raw.mapped)
+            return select([(extra, extra_idx)], raw.mapped)
         if len(unlab) == 0:
             raise ValueError(
                 "ssl_source='unlabeled' needs training images outside the labelled pool, but "
@@ -229,6 +254,7 @@ def _ssl_images(
                 "give unlabeled_dir (dataset 'folder') or use ssl_source='same'"
             )
         return select([(raw.train_x, unlab)], raw.mapped)
+    data_dir, chans, size = shape
     return convert_images(load_dataset(source, data_dir).train_x, chans, size)
 
 
