@@ -349,7 +349,7 @@ step kinds by time instead."""
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="vit_mix")
+    p.add_argument("--space", default="vit_mix_same")  # as recorded
     p.add_argument("--num-samples", type=int, help="sampled configurations (default: the space's)")
     p.add_argument("--epochs-ssl", type=int, help="override trainer.epochs_ssl")
     p.add_argument("--epochs-sl", type=int, help="override trainer.epochs_sl")

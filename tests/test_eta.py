@@ -120,7 +120,10 @@ def test_verbose_brings_back_rays_table_over_the_spaces_objectives(tmp_path, mon
     assert "train_latency_s" not in table._metric_columns
     assert isinstance(reporter(space, "search", False, None, 2), SearchProgress)
     costs = {"cpu": {"ssl": 0.05, "sl": 0.08, "mix_full": 0.12}}
-    assert step_ratios(space, costs) == pytest.approx({"mix": 1.5, "ssl": 0.625})  # SSL: same
+    # SSL on other images than SL's (the default, `ssl_source: all`) has epochs of its own size
+    assert step_ratios(space, costs) == pytest.approx({"mix": 1.5})
+    same = load_space("vit_mix_same.yaml")  # SSL on the labelled images: SL-sized epochs
+    assert step_ratios(same, costs) == pytest.approx({"mix": 1.5, "ssl": 0.625})
     # The flag reaches the run: `search --verbose` and `confirm --verbose`.
     seen = {}
     import tune_app.orchestrate as orchestrate

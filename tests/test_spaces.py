@@ -33,6 +33,7 @@ BUNDLED = (
     "vit_mix_accel",
     "vit_mix_crossdomain",
     "vit_mix_masked",
+    "vit_mix_same",
     "vit_tiny_cifar10",
     "vit_tiny_tinyimagenet",
 )
@@ -106,8 +107,8 @@ def test_bundled_space_yields_valid_configs_at_every_edge(name: str) -> None:
         assert space.trial_config({}, pipeline=pipeline, seed=1).pipeline == pipeline
 
 
-def test_vit_mix_is_the_cpu_default_config_with_a_shorter_budget() -> None:
-    space = load_space("vit_mix")
+def test_vit_mix_same_is_the_cpu_default_config_with_a_shorter_budget() -> None:
+    space = load_space("vit_mix_same")
     default = load_yaml((ROOT / "configs" / "vit_micro_fashion_mnist.yaml").read_text())
     shared = ("model", "dataset", "labeled_fraction", "ssl_source", "batch_size", "lr_ssl", "lr_sl")
     assert {k: space.trainer[k] for k in shared} == {k: default[k] for k in shared}
@@ -122,6 +123,26 @@ def test_vit_mix_is_the_cpu_default_config_with_a_shorter_budget() -> None:
     assert space.baseline_pipelines == ("sl", "ssl_sl") and space.baseline_seeds == (0, 1, 2)
     assert (space.confirm_top_k, space.confirm_seeds) == (3, (1, 2))  # the baselines' seeds
     assert (space.cpu, space.gpu) == (1, 0)
+
+
+def test_vit_mix_is_vit_mix_same_in_the_semi_supervised_regime() -> None:
+    """The default changes the data regime and nothing else: fewer labels, SSL on the labelled
+    and a share of the unlabelled images, each seed's SSL prefix shared, SSL+SL started first.
+    `lam` then acts (it blends unlabelled images into MIX batches), so no knob is inert."""
+    from analysis.importance import inert_knobs
+
+    new, old = load_space("vit_mix"), load_space("vit_mix_same")
+    changed = {k for k in {*new.trainer, *old.trainer} if new.trainer.get(k) != old.trainer.get(k)}
+    assert changed == {"labeled_fraction", "ssl_source", "unlabeled_fraction", "ssl_schedule"}
+    assert (new.trainer["ssl_source"], new.trainer["ssl_schedule"]) == ("all", "budget")
+    assert 0 < new.trainer["unlabeled_fraction"] <= 1
+    assert new.trainer["labeled_fraction"] < old.trainer["labeled_fraction"]
+    assert new.parameters == old.parameters and new.objectives == old.objectives
+    assert new.baseline_pipelines == ("ssl_sl", "sl") and new.baseline_seeds == (0, 1, 2)
+    search = ("sampler", "num_samples", "max_concurrent", "seed", "confirm_top_k", "confirm_seeds")
+    assert {k: getattr(new, k) for k in search} == {k: getattr(old, k) for k in search}
+    assert inert_knobs(list(new.parameters), {}, new.trainer) == {}
+    assert set(inert_knobs(list(old.parameters), {}, old.trainer)) == {"lam"}
 
 
 def test_other_bundled_spaces_differ_from_vit_mix_where_they_should() -> None:
@@ -261,7 +282,7 @@ def test_dotted_overrides_apply_before_validation(tmp_path: Path) -> None:
         ({"parameters.rho.max": 2.0}, "parameters.rho.max: rho: 2.0 is not allowed"),
         ({"trainer.epochs": 3}, "trainer.epochs: unknown setting"),
         ({"trainer.model.size": 3}, "trainer.model is 'vit_micro', not a mapping"),
-        ({"baselines.pipelines.0.x": 1}, "baselines.pipelines.0 is 'sl', not a mapping"),
+        ({"baselines.pipelines.0.x": 1}, "baselines.pipelines.0 is 'ssl_sl', not a mapping"),
         ({"search..seed": 1}, "empty part in the dotted path"),
         ({"objectives.5.goal": "maximize"}, "'5' is not an index of a list of 2 items"),
     ],
