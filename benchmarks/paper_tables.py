@@ -3,11 +3,11 @@
     python -m benchmarks.paper_tables --results runs/paper.json            # train what is missing
     python -m benchmarks.paper_tables --results runs/paper.json --no-run --write-doc docs/paper.md
 
-Every run takes the fixed trainer settings of the earlier CPU default space (`vit_mix_same`) plus the
-cell's own settings, with ONE torch thread, and runs are sequential: the whole run keeps one CPU
-core busy. Accuracy of a seed is then independent of the machine's load. Each finished run is
-written to the results JSON at once, so a rerun skips it (and refuses a JSON made with other
-settings).
+Every run takes the fixed trainer settings of the earlier CPU default space (`vit_mix_same`)
+plus the cell's own settings, with ONE torch thread, and runs are sequential: the whole run
+keeps one CPU core busy. Accuracy of a seed is then independent of the machine's load. Each
+finished run is written to the results JSON at once, so a rerun skips it (and refuses a JSON
+made with other settings).
 """
 
 from __future__ import annotations

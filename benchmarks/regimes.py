@@ -30,7 +30,6 @@ import argparse
 import concurrent.futures as cf
 import json
 import multiprocessing
-import os
 import shlex
 import statistics
 import sys
@@ -138,16 +137,9 @@ def load(path: Path) -> dict[str, Any]:
     return {"runs": {}, "meta": {}}
 
 
-def save(path: Path, doc: dict[str, Any]) -> None:
-    """Write atomically: a kill mid-write leaves the previous file whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def run_missing(path: Path, doc: dict[str, Any], todo: list[tuple[str, str, int]]) -> None:
     """Train every planned run not in `doc` on two workers, saving after each one."""
-    from benchmarks.paper_tables import commit, stamp
+    from benchmarks.paper_tables import commit, save, stamp
 
     doc["meta"].update(
         command="python " + shlex.join(["-m", "benchmarks.regimes", *sys.argv[1:]]),
@@ -155,11 +147,20 @@ def run_missing(path: Path, doc: dict[str, Any], todo: list[tuple[str, str, int]
     )
     doc["meta"].setdefault("started", stamp())
     missing = [t for t in todo if "/".join(map(str, t)) not in doc["runs"]]
+    later: list[tuple[str, str]] = []  # (an SL run, the planned one that trains as it does)
+    first: dict[str, str] = {}
     for t in [t for t in missing if t[1] == "sl"]:
-        same = twin(doc, *t)
+        name, same = "/".join(map(str, t)), twin(doc, *t)
         if same is not None:
-            doc["runs"]["/".join(map(str, t))] = {**doc["runs"][same], "same_as": same}
+            doc["runs"][name] = {**doc["runs"][same], "same_as": same}
             missing.remove(t)
+            continue
+        key = json.dumps(sl_part(settings(*t)), sort_keys=True)
+        if key in first:
+            later.append((name, first[key]))
+            missing.remove(t)
+        else:
+            first[key] = name
     # The likeliest defaults first; inside a regime the costly runs first.
     rank = {r: PRIORITY.index(r) if r in PRIORITY else len(PRIORITY) for r in REGIMES}
     missing.sort(key=lambda t: (rank[t[0]], t[1] == "sl"))
@@ -178,16 +179,19 @@ def run_missing(path: Path, doc: dict[str, Any], todo: list[tuple[str, str, int]
                 f"({out['train_latency_s']:.0f} s training, {out['wall_s']:.0f} s wall)",
                 flush=True,
             )
+    for name, same in later:
+        doc["runs"][name] = {**doc["runs"][same], "same_as": same}
     doc["meta"]["finished"] = stamp()
     save(path, doc)
 
 
+def sl_part(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings an SL run reads."""
+    return {k: v for k, v in values.items() if k not in SSL_ONLY}
+
+
 def twin(doc: dict[str, Any], regime: str, pipeline: str, seed: int) -> str | None:
     """A recorded SL run that trains exactly as this one (it differs only in `SSL_ONLY`)."""
-
-    def sl_part(values: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in values.items() if k not in SSL_ONLY}
-
     mine = sl_part(settings(regime, pipeline, seed))
     for name, run in doc["runs"].items():
         other, pipe, other_seed = name.rsplit("/", 2)

@@ -13,7 +13,15 @@ from helpers import SPACE
 
 from search_spaces import load_space
 from tune_app.eta import EpochCosts, TrialWork, estimate, slot_model
-from tune_app.progress import SearchProgress, counts_text, reporter, step_ratios
+from tune_app.progress import (
+    SearchProgress,
+    counts_text,
+    plan_of,
+    reporter,
+    reuses_ssl,
+    step_ratios,
+    trial_work,
+)
 
 # A synthetic calibration: seconds per epoch of each phase, as the trials' reports show them.
 SSL, MIX, SL = 3.0, 5.0, 2.0
@@ -70,6 +78,41 @@ def test_estimate_prices_training_by_the_rate_and_adds_each_trials_overhead() ->
     # Before anything finished, the running trials' slot time per calibrated second.
     assert slot_model([TrialWork(plan, calibrated_done=4.0, slot_s=6.0)]) == (1.5, 0.0)
     assert estimate([TrialWork(plan)], [], costs, 2).seconds is None  # no epoch yet
+
+
+def test_under_the_budget_schedule_a_mixtraining_plan_leaves_out_its_cached_ssl_epochs() -> None:
+    """vit_mix shares each seed's SSL prefix: a MixTraining trial of a baseline seed trains no
+    SSL epoch, so its plan has none, and the SSL epochs it reports from the cache count neither
+    as work done nor in the rate (the first trials to finish, the baselines, train all theirs)."""
+    space, same = load_space("vit_mix.yaml"), load_space("vit_mix_same.yaml")
+    knobs = {"alpha": 0.5, "rho": 0.5, "lam": 0.5, "anneal": "none"}
+    assert reuses_ssl(space, knobs) and reuses_ssl(space, {**knobs, "seed": 2})
+    assert plan_of(space, knobs) == {"ssl": 0, "mix": 2, "sl": 2}
+    assert not reuses_ssl(space, {**knobs, "seed": 7})  # no SSL+SL baseline of that seed
+    assert plan_of(space, {**knobs, "seed": 7}) == {"ssl": 2, "mix": 2, "sl": 2}
+    assert not reuses_ssl(space, {"pipeline": "ssl_sl", "seed": 0})
+    assert plan_of(space, {"pipeline": "ssl_sl", "seed": 0})["ssl"] == 4
+    assert not reuses_ssl(same, knobs)  # `phase`: reuse is not foreseen
+    assert plan_of(same, knobs) == {"ssl": 2, "mix": 2, "sl": 2}
+
+    costs = learnt(EpochCosts(), ["ssl", "mix", "sl"])
+    # A finished trial that replayed 2 cached SSL epochs (6 calibrated s) and trained 7 more
+    # calibrated seconds in 14 s: 2 s per trained calibrated second, not 14 / 13.
+    result = {"calibrated_latency_s": 13.0, "compute_s": 14.0, "time_total_s": 16.0}
+    done = trial_work({}, True, {**result, "ssl_epochs_reused": 2}, plan_skips_reuse=True)
+    assert done.trained(SSL) == 7.0 and slot_model([done], SSL) == (2.0, 2.0)
+    unforeseen = trial_work({}, True, {**result, "ssl_epochs_reused": 2})
+    assert slot_model([unforeseen], SSL) == (14.0 / 13.0, 2.0)  # as before: in the rate
+    # A running trial 1 cached SSL epoch in: its whole plan (1 MIX + 1 SL epoch) is still left.
+    running = trial_work(
+        {"ssl": 0, "mix": 1, "sl": 1},
+        False,
+        {"calibrated_latency_s": SSL, "ssl_epochs_reused": 1},
+        plan_skips_reuse=True,
+    )
+    found = estimate([done, running], [], costs, slots=1)
+    assert found.remaining_calibrated == pytest.approx(MIX + SL)
+    assert found.seconds == pytest.approx(2.0 * (MIX + SL) + 2.0)
 
 
 @dataclass

@@ -153,6 +153,14 @@ def test_unlabeled_images_feed_ssl_as_ssl_source_says(rgb_folder, tmp_path: Path
     assert split("same").ssl_x is None
     noisy = build_splits("folder", root, label_noise=0.5, labeled_fraction=1.0, options=opts)
     assert (noisy.train_y != split("same").train_y).any()  # label_noise acts on folders too
+    # unlabeled_fraction keeps a seeded share of the pool (and of the folder's unlabelled part)
+    some = build_splits("folder", root, ssl_source="unlabeled", unlabeled_fraction=0.4,
+                        options=opts)  # fmt: skip
+    kept = multiset(some.ssl_x, np.zeros(10))
+    assert len(some.ssl_x) == 10 and kept <= multiset(ux, np.zeros(25))
+    half = build_splits("folder", root, ssl_source="all", labeled_fraction=0.5,
+                        unlabeled_fraction=0.4, options=opts)  # fmt: skip
+    assert len(half.ssl_x) == len(half.train_x) + round(0.4 * (n_train - n_train // 2)) + 10
 
 
 def test_image_size_resizes_the_shorter_side_and_crops_the_centre(tmp_path: Path) -> None:

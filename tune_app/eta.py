@@ -3,10 +3,12 @@
 Pure arithmetic, no Ray. Every trial's plan (epochs of each phase) is known from its config;
 the calibrated seconds of one epoch of each phase are learnt from the trials' own reports
 (each epoch's increase of `calibrated_latency_s`: the calibration table times the steps
-taken), so a plan's calibrated cost is known before the trial starts. A trial's slot time is
-then taken in two parts, each measured on the trials that finished: its training seconds per
-calibrated second (`rate`; below 1 where SSL epochs come from the cache) and what the table
-leaves out, per trial (`overhead`: evaluation, checkpoints, data set-up), spread over its plan.
+taken), so a plan's calibrated cost is known before the trial starts. A plan leaves out the
+SSL epochs the trial is sure to take from the cache (`ssl_schedule: budget`: each seed's SSL+SL
+baseline holds every MixTraining trial's SSL phase). A trial's slot time is then taken in two
+parts, each measured on the trials that finished: its training seconds per calibrated second
+(`rate`; below 1 where SSL epochs came from the cache unforeseen) and what the table leaves
+out, per trial (`overhead`: evaluation, checkpoints, data set-up), spread over its plan.
 One ratio of slot time to calibrated time is not enough: the first trials to finish are the
 cheap SL baselines, where the fixed part weighs most (docs/benchmarks.md, "The progress
 display's ETA").
@@ -31,6 +33,10 @@ class TrialWork:
         calibrated_done: calibrated seconds of the epochs it reported.
         slot_s: wall-clock seconds it held its slot so far (Ray's `time_total_s`).
         train_s: of those, seconds spent training (`compute_s`: cached SSL epochs cost none).
+        reused_epochs: SSL epochs it took from the cache so far (`ssl_epochs_reused`).
+        plan_skips_reuse: its plan leaves out the SSL epochs it was expected to take from the
+            cache, so the calibrated seconds of those it took count neither as work done nor
+            in the rate (`trained`).
     """
 
     plan: Mapping[str, float]
@@ -38,6 +44,15 @@ class TrialWork:
     calibrated_done: float = 0.0
     slot_s: float = 0.0
     train_s: float | None = None
+    reused_epochs: int = 0
+    plan_skips_reuse: bool = False
+
+    def trained(self, ssl_epoch: float | None) -> float:
+        """Calibrated seconds done that its plan counts: all of them, or (`plan_skips_reuse`)
+        those left once its cached SSL epochs (`ssl_epoch` calibrated seconds each) are out."""
+        if not self.plan_skips_reuse or not self.reused_epochs:
+            return self.calibrated_done
+        return max(0.0, self.calibrated_done - self.reused_epochs * (ssl_epoch or 0.0))
 
 
 @dataclass
@@ -94,19 +109,22 @@ class Estimate:
     overhead: float = 0.0  # slot seconds per trial outside training
 
 
-def slot_model(work: Iterable[TrialWork]) -> tuple[float, float] | None:
+def slot_model(
+    work: Iterable[TrialWork], ssl_epoch: float | None = None
+) -> tuple[float, float] | None:
     """(rate, overhead): training seconds per calibrated second and slot seconds per trial
     beyond training, over the finished trials; over the running ones (rate only, slot time
-    per calibrated second, no overhead) before any finished; None before any epoch."""
+    per calibrated second, no overhead) before any finished; None before any epoch.
+    `ssl_epoch`: the calibrated seconds of an SSL epoch (`TrialWork.trained`)."""
     work = list(work)
-    done = [w for w in work if w.finished and w.calibrated_done > 0]
+    done = [w for w in work if w.finished and w.trained(ssl_epoch) > 0]
     if done:
         train = [w.train_s if w.train_s is not None else w.slot_s for w in done]
-        rate = sum(train) / sum(w.calibrated_done for w in done)
+        rate = sum(train) / sum(w.trained(ssl_epoch) for w in done)
         overhead = sum(w.slot_s - t for w, t in zip(done, train, strict=True)) / len(done)
         return rate, max(0.0, overhead)
     running = [w for w in work if not w.finished]
-    calibrated = sum(w.calibrated_done for w in running)
+    calibrated = sum(w.trained(ssl_epoch) for w in running)
     return (sum(w.slot_s for w in running) / calibrated, 0.0) if calibrated > 0 else None
 
 
@@ -124,7 +142,8 @@ def estimate(
     `slots` slots: seconds = that sum / slots. `earlier`: finished trials of an earlier phase,
     which count towards the rate and overhead only.
     """
-    model = slot_model([*work, *earlier])
+    ssl_epoch = costs.cost("ssl")
+    model = slot_model([*work, *earlier], ssl_epoch)
     left: list[tuple[float, float]] = []  # (calibrated seconds left, share of the plan left)
     for w in work:
         if w.finished:
@@ -132,7 +151,7 @@ def estimate(
         cost = costs.plan_cost(w.plan)
         if cost is None:
             return Estimate(None, model and model[0], None)
-        rest = max(0.0, cost - w.calibrated_done)
+        rest = max(0.0, cost - w.trained(ssl_epoch))
         left.append((rest, rest / cost if cost > 0 else 0.0))
     for plan in unseen:
         cost = costs.plan_cost(plan)

@@ -40,10 +40,32 @@ class Counts:
 
 
 def plan_of(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, int]:
-    """Epochs per phase of the trial Ray's `config` describes (searched or baseline)."""
+    """Epochs per phase the trial Ray's `config` describes (searched or baseline) will train:
+    without the SSL epochs it takes from the cache (`reuses_ssl`)."""
+    trial = _trial(space, config)
+    plan = dict(plan_for(trial))
+    if reuses_ssl(space, config):
+        plan["ssl"] = 0
+    return plan
+
+
+def reuses_ssl(space: SearchSpace, config: Mapping[str, Any]) -> bool:
+    """Whether the trial takes its whole SSL phase from the cache: a MixTraining trial under
+    `ssl_schedule: budget` whose seed has an SSL+SL baseline (the baselines run first, and the
+    baseline's SSL epochs are the prefix every MixTraining trial of its seed starts from)."""
+    if config.get("pipeline", "mixtraining") != "mixtraining":
+        return False
+    trial = _trial(space, config)
+    return (
+        trial.ssl_schedule == "budget"
+        and "ssl_sl" in space.baseline_pipelines
+        and trial.seed in space.baseline_seeds
+    )
+
+
+def _trial(space: SearchSpace, config: Mapping[str, Any]) -> Any:
     sampled = {k: v for k, v in config.items() if k in space.parameters}
-    trial = space.trial_config(sampled, config.get("pipeline", "mixtraining"), config.get("seed"))
-    return dict(plan_for(trial))
+    return space.trial_config(sampled, config.get("pipeline", "mixtraining"), config.get("seed"))
 
 
 def mean_plan(plans: list[Mapping[str, float]], fallback: dict[str, int]) -> dict[str, float]:
@@ -84,7 +106,9 @@ class SearchProgress(ProgressReporter):
         self.costs = EpochCosts(dict(self.over_sl))
         # A confirm phase prices its plans, and times them, from the search's trials.
         self.finished_before = (
-            learn_from_folder(self.costs, self.earlier) if self.earlier is not None else []
+            learn_from_folder(self.costs, self.earlier, self.space)
+            if self.earlier is not None
+            else []
         )
         self.started = time.time()
         self.reported: set[str] = set()
@@ -124,7 +148,7 @@ class SearchProgress(ProgressReporter):
         mix_plans = [
             w.plan for w, t in zip(work, trials, strict=True) if roles[t.trial_id] != "baselines"
         ]
-        typical = mean_plan(mix_plans, dict(plan_for(self.space.trial_config({}))))
+        typical = mean_plan(mix_plans, plan_of(self.space, {}))
         counts, unseen = {}, []
         for phase, expected in self.expected().items():
             mine = [t for t in trials if roles[t.trial_id] == phase]
@@ -160,7 +184,8 @@ class SearchProgress(ProgressReporter):
 
     def work(self, trial: Any) -> TrialWork:
         plan = plan_of(self.space, trial.config)
-        return trial_work(plan, trial.status in ENDED, trial.last_result or {})
+        skips = reuses_ssl(self.space, trial.config)
+        return trial_work(plan, trial.status in ENDED, trial.last_result or {}, skips)
 
     def front_lines(self, trials: list[Any]) -> list[str]:
         """The front of the finished MixTraining runs so far (single runs), a few lines."""
@@ -256,7 +281,12 @@ def observe(costs: EpochCosts, trial_id: str, result: Mapping[str, Any]) -> None
         costs.observe(trial_id, epoch, phase, result["calibrated_latency_s"])
 
 
-def trial_work(plan: Mapping[str, float], finished: bool, result: Mapping[str, Any]) -> TrialWork:
+def trial_work(
+    plan: Mapping[str, float],
+    finished: bool,
+    result: Mapping[str, Any],
+    plan_skips_reuse: bool = False,
+) -> TrialWork:
     """A trial as the ETA sees it, from its plan and its last reported result."""
     return TrialWork(
         plan,
@@ -264,12 +294,17 @@ def trial_work(plan: Mapping[str, float], finished: bool, result: Mapping[str, A
         calibrated_done=float(result.get("calibrated_latency_s") or 0.0),
         slot_s=float(result.get("time_total_s") or 0.0),
         train_s=result.get("compute_s", result.get("train_latency_s")),
+        reused_epochs=int(result.get("ssl_epochs_reused") or 0),
+        plan_skips_reuse=plan_skips_reuse,
     )
 
 
-def learn_from_folder(costs: EpochCosts, folder: Path) -> list[TrialWork]:
+def learn_from_folder(
+    costs: EpochCosts, folder: Path, space: SearchSpace | None = None
+) -> list[TrialWork]:
     """Feed `costs` every epoch the trials in `folder/<trial>/result.json` reported; return
-    those trials that ran their whole plan, as finished work (for the slot model)."""
+    those trials that ran their whole plan, as finished work (for the slot model). With the
+    `space`, a trial whose plan leaves out its cached SSL epochs (`reuses_ssl`) says so."""
     finished = []
     for results in sorted(folder.glob("*/result.json")):
         rows = read_results(results)
@@ -277,7 +312,9 @@ def learn_from_folder(costs: EpochCosts, folder: Path) -> list[TrialWork]:
             observe(costs, str(row.get("trial_id", results.parent.name)), row)
         last = rows[-1] if rows else {}
         if last.get("epoch") and last.get("epoch") == last.get("epochs_planned"):
-            finished.append(trial_work({}, True, last))
+            config = last.get("config") or {}
+            skips = space is not None and bool(config) and reuses_ssl(space, config)
+            finished.append(trial_work({}, True, last, skips))
     return finished
 
 

@@ -234,19 +234,18 @@ def _ssl_images(
     fraction, rng = keep
     unlab = _subset(unlab, fraction, rng)
     extra = raw.unlabeled_x  # a folder's unlabeled_dir images
-    extra_idx = None if extra is None else _subset(np.arange(len(extra)), fraction, rng)
     if source == "same" or source == "all" and len(unlab) == 0 and extra is None:
         return None
     if source == "all":
         parts = [(raw.train_x, np.union1d(lab_idx, unlab))]
         if extra is not None:
-            parts.append((extra, extra_idx))
+            parts.append((extra, _subset(np.arange(len(extra)), fraction, rng)))
         return select(parts, raw.mapped)
     if source == "unlabeled":
         if extra is not None:
             if fraction >= 1.0:
                 return raw_images(extra, raw.mapped)
-            return select([(extra, extra_idx)], raw.mapped)
+            return select([(extra, _subset(np.arange(len(extra)), fraction, rng))], raw.mapped)
         if len(unlab) == 0:
             raise ValueError(
                 "ssl_source='unlabeled' needs training images outside the labelled pool, but "
