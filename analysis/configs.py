@@ -121,7 +121,7 @@ def group_configs(
     columns += [f"{m}_{s}" for m in summarised for s in ("mean", "std")] + ["trial_ids", "seeds"]
     if done.empty:
         return pd.DataFrame(columns=columns)
-    # numpy per group: pandas row access on a wide table costs ~100x more (simulation test).
+    # numpy per group: pandas row access on a wide table is far slower (simulation test).
     values = done[summarised].to_numpy(dtype=float)
     seeds, ids = done["seed"].to_numpy(), done["trial_id"].astype(str).to_numpy()
     first = {c: done[c].to_numpy(dtype=object) for c in ["pipeline", *knobs] if c in done}

@@ -21,10 +21,9 @@ import pandas as pd
 
 EVALUATORS = ("fanova", "ped_anova")
 PRIMARY = "fanova"  # what summary.json's `importance` holds; PED-ANOVA goes beside it
-# Below this many complete MixTraining trials the rankings are mostly noise. Measured on real
-# default searches (benchmarks/importance_stability.py, docs/benchmarks.md): on 30 trials,
-# random subsets rank the cost knobs like the whole search from 12 trials, and the inert `lam`
-# falls to 0.01 of the cost at 20; on 12 trials the accuracy ranking disagreed at every size.
+# Below this many complete MixTraining trials the rankings are mostly noise: how the rankings
+# of random subsets of a real search settle as trials are added is measured by
+# benchmarks/importance_stability.py.
 MIN_TRIALS = 20
 FANOVA_SEED = 0  # the random forest is seeded so the same experiment gives the same numbers
 # PED-ANOVA scores the top quantile of trials; its docs advise at least 5 trials in it.

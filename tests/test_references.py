@@ -79,3 +79,100 @@ def test_no_reference_to_a_file_that_does_not_exist() -> None:
         if missing:
             found[path.relative_to(ROOT).as_posix()] = missing
     assert not found, f"references to files this repository does not have: {found}"
+
+
+# ----------------------------------------------------------------- sections cited by heading
+# Pages cite a section by its heading: (docs/benchmarks.md, "The default search ...").
+SECTION_CITE = re.compile(
+    r"((?:docs/[\w-]+|README)\.md)(?:\]\([^)\s]*\))?(?:'s)?,?\s+(?:section\s+)?\"([^\"\n]+)\""
+)
+
+
+def headings(path: Path) -> list[str]:
+    """A page's headings, and the bold labels that open a paragraph (`**Warm-up.** ...`)."""
+    text = path.read_text(encoding="utf-8")
+    out = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    return out + re.findall(r"^\*\*([^*\n]+)\*\*", text, re.MULTILINE)
+
+
+def missing_sections(text: str) -> list[str]:
+    """The (file, "heading") citations in `text` whose file has no heading containing it."""
+    out = []
+    for name, quoted in SECTION_CITE.findall(text):
+        target = ROOT / name
+        wanted = quoted.rstrip(".,;")
+        if target.exists() and not any(wanted in h for h in headings(target)):
+            out.append(f'{name}, "{quoted}"')
+    return out
+
+
+def test_a_section_cited_by_its_heading_exists() -> None:
+    assert missing_sections('(docs/benchmarks.md, "No such section")') == [
+        'docs/benchmarks.md, "No such section"'
+    ]
+    found = {}
+    for path in _files():
+        if path.suffix == ".md" or path.parts[-2] in ("tune_app", "analysis", "trainers"):
+            if path == Path(__file__).resolve():
+                continue
+            missing = missing_sections(path.read_text(encoding="utf-8"))
+            if missing:
+                found[path.relative_to(ROOT).as_posix()] = missing
+    assert not found, f"sections cited by a heading no page has: {found}"
+
+
+# ----------------------------------------------------------------- commands the docs quote
+# A command line in a ```bash / ``` block of README.md or docs/*.md: `tune-app SUB --opt ...`
+# (with or without .venv/bin/), `make TARGET`, `python -m benchmarks.NAME`.
+FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def quoted_commands(text: str) -> list[str]:
+    lines = []
+    for block in FENCE.findall(text):
+        joined = block.replace("\\\n", " ")
+        lines += [line.strip() for line in joined.splitlines() if line.strip()]
+    return lines
+
+
+def bad_commands(lines: list[str]) -> list[str]:
+    """The quoted command lines naming a subcommand, option, make target or module that does
+    not exist."""
+    import click
+
+    from tune_app.cli import cli
+
+    targets = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    bad = []
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        for i, word in enumerate(words):
+            if (word == "tune-app" or word.endswith("/tune-app")) and i + 1 < len(words):
+                sub = cli.commands.get(words[i + 1])
+                if sub is None and not words[i + 1].startswith("-"):
+                    bad.append(line)
+                elif isinstance(sub, click.Command):
+                    known = {o for p in sub.params for o in p.opts + p.secondary_opts}
+                    opts = {w.split("=", 1)[0] for w in words[i + 2 :] if w.startswith("--")}
+                    if opts - known - {"--help"}:
+                        bad.append(line)
+            if word == "make" and i + 1 < len(words) and "=" not in words[i + 1]:
+                if words[i + 1] not in targets:
+                    bad.append(line)
+            if word == "-m" and i + 1 < len(words) and words[i + 1].startswith("benchmarks."):
+                module = words[i + 1].split(".", 1)[1]
+                if not (ROOT / "benchmarks" / f"{module}.py").exists():
+                    bad.append(line)
+    return list(dict.fromkeys(bad))
+
+
+def test_every_command_the_docs_quote_exists() -> None:
+    fake = ["tune-app serch --space x", "tune-app search --spaec x", "make tset"]
+    fake += ["python -m benchmarks.nope", "tune-app search --space vit_mix.yaml --dry-run"]
+    assert bad_commands(fake) == fake[:4]
+    found = {}
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        bad = bad_commands(quoted_commands(path.read_text(encoding="utf-8")))
+        if bad:
+            found[path.relative_to(ROOT).as_posix()] = bad
+    assert not found, f"commands quoted in the docs that do not exist: {found}"

@@ -29,9 +29,9 @@ from trainers.plan import phase_plan
 from trainers.runtime import synchronize
 from trainers.steps import Batch, mixed_batches, step_loss
 
-# Steps of one kind vary (vit_micro SL steps by about 13% between p25 and p75: batches differ,
-# an epoch's last one is short); a median of 60 has half the error of one of 15, for about 15 s
-# more per search on the default space. A brief calibration (tune-app train) uses fewer.
+# Steps of one kind vary (batches differ, an epoch's last one is short), so a median of many
+# steps is taken; how well the table replicates is measured by
+# benchmarks/calibration_replication.py. A brief calibration (tune-app train) uses fewer.
 WARMUP_STEPS, MEASURED_STEPS = 5, 60
 
 
@@ -105,9 +105,8 @@ def step_clock(device: torch.device, threads: int) -> tuple[str, Callable[[], fl
 
     A one-thread CPU step runs wholly in the calling thread, so its CPU time equals its wall
     time on an idle machine, but unlike the wall clock it does not count the time the thread
-    waited while other processes had the core: with three CPU-bound processes on 2 cores the
-    wall-clock median of a vit_micro MIX step rose by 130% and the CPU-time median by 17%
-    (`benchmarks/calibration_replication.py`; docs/benchmarks.md).
+    waited while other processes had the core, so an oversubscribed machine inflates it far
+    less than the wall clock (measured by `benchmarks/calibration_replication.py`).
     Several threads, or a GPU, leave the calling thread idle for part of a step: wall clock.
     """
     if device.type == "cpu" and threads == 1:
@@ -119,8 +118,8 @@ class OthersBusy:
     """CPUs' worth of time that other processes used while the block ran (Linux; else None).
 
     What a calibration cannot exclude by its clock: a memory-hungry neighbour on another core
-    slows each step through the shared cache and memory bus (by up to 3% of CPU time, 6% of wall
-    time, in docs/benchmarks.md).
+    slows each step through the shared cache and memory bus (measured by
+    `benchmarks/calibration_replication.py`).
     """
 
     def __enter__(self) -> OthersBusy:

@@ -186,7 +186,7 @@ def busy_warnings(calibrations: dict[str, Calibration]) -> list[str]:
 
     Calibration times one-thread CPU steps by CPU time, so waiting for a core does not count;
     but a memory-hungry neighbour on another core still slows each step through the shared
-    cache and memory bus (up to 3% of CPU time in docs/benchmarks.md).
+    cache and memory bus (by how much: benchmarks/calibration_replication.py).
     """
     out = []
     for key, cal in calibrations.items():

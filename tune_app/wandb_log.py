@@ -6,9 +6,9 @@ holds every trial's run, so no W&B error can reach a trial; a W&B service that c
 reached at start turns the search offline with one notice.
 
 Why one actor and not Ray's one-per-trial: each of Ray's per-trial logging actors is a new
-process (plus a queue actor) that imports W&B and starts a W&B service, about 8.6 s of CPU per
-trial on a 2-core machine, while logging itself is nearly free. On a 4-trial search that cost
-14% of the wall time; with the hub, about 4% (docs/benchmarks.md, "W&B logging overhead").
+process (plus a queue actor) that imports W&B and starts a W&B service, seconds of CPU per
+trial, while logging itself is nearly free; what that costs a search, with and without the
+hub, is measured in docs/benchmarks.md, "W&B logging overhead".
 """
 
 from __future__ import annotations

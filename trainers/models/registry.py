@@ -43,7 +43,7 @@ class ResNetPreset:
 
 
 PRESETS: dict[str, ViTPreset | ResNetPreset] = {
-    # CPU default: 49 tokens at 28 px; ~1500 img/s fp32 SL training step, batch 256, 2 threads
+    # CPU default: 49 tokens at 28 px (its throughput: benchmarks/throughput.py)
     "vit_micro": ViTPreset(
         embed_dim=64,
         depth=4,
