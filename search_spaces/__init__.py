@@ -1,6 +1,6 @@
 """Bundled search spaces (package data) and the code that loads and validates them.
 
-`load_space("vit_mix")` returns a validated, frozen `SearchSpace`; see the README ("Searching")
+`load_space("vit_mix")` returns a validated, frozen `SearchSpace`; see docs/searching.md
 and `search_spaces/vit_mix.yaml` for the file shape and docs/internal-interfaces.md for the API.
 """
 

@@ -1,6 +1,6 @@
 """What a search space is once validated: the dataclasses and the names a space may use.
 
-The YAML shape is in the README ("Searching") and docs/internal-interfaces.md; `validate.py`
+The YAML shape is in docs/searching.md and docs/internal-interfaces.md; `validate.py`
 holds the rules that turn a raw document into these dataclasses.
 """
 

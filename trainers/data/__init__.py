@@ -1,4 +1,4 @@
-"""In-memory datasets, splits and batched augmentation (the README's "Data" section)."""
+"""In-memory datasets, splits and batched augmentation (docs/data.md)."""
 
 from .augment import apply_augment, augment, augment_params, channel_constants, normalize
 from .loaders import (

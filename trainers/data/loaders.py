@@ -89,7 +89,7 @@ def load_dataset(
 
     Args:
         name: one of `DATASETS`.
-        data_dir: folder holding the files (the README's "Data" section); `None` uses the
+        data_dir: folder holding the files (docs/data.md); `None` uses the
             default location where there is one (Fashion-MNIST's Debian package, scikit-learn's
             bundled digits).
         options: image size, a folder's unlabelled images and held-out test share, and where
