@@ -87,17 +87,73 @@ def test_holm_counts_every_check_on_the_page() -> None:
     assert holm[1] > holm[0]
 
 
-def test_render_marks_partial_runs_and_missing_paper_numbers() -> None:
+def test_render_marks_partial_runs() -> None:
     planned = [f"{k}/{s}" for k, s in pt.plan(ALL, [0, 1, 2])]
     doc = fake_doc({"mix": [0.7, 0.71], "ssl_sl": [0.69, 0.7]}, planned)
     text = pt.render(doc, ALL)
     assert f"PARTIAL: 4 of {len(planned)} runs finished" in text
-    assert text.count("not available here") == len(pt.TABLES)
     assert "| rho 1 | 0 | not run |" in text
     assert "| alpha 0.5 | 2 | 70.50 ± 0.71 |" in text
+    # the paper's side of an effect is there even where ours is not run yet
+    assert "| rho 1 vs rho 0 | -0.36 | not run | not run | not run |" in text
     complete = pt.render(fake_doc({"mix": [0.7, 0.71]}), [11])
     assert "Complete: 2 runs." in complete and "PARTIAL" not in complete
     assert "No runs yet." in pt.render({"settings": {}, "meta": {}, "runs": {}}, ALL)
+
+
+def test_paper_values_are_whole_and_every_effect_names_rows_and_cells_that_exist() -> None:
+    assert set(pt.PAPER_NUMBERS) == set(pt.TABLE_NUMBERS)
+    for number, paper in pt.PAPER_NUMBERS.items():
+        assert paper is not None and paper.effects, number
+        assert f"Table {number}" in paper.source
+        labels = [label for label, _ in paper.rows]
+        assert len(labels) == len(set(labels)), number
+        for label, vals in paper.rows:
+            assert len(vals) == len(paper.columns), (number, label)
+            assert all(0 < v < 100 for v in vals), (number, label)
+        for effect in paper.effects:
+            assert set(effect.paper) <= set(labels), (number, effect.label)
+            assert set(effect.ours) <= set(pt.CELLS), (number, effect.label)
+
+
+def test_render_sets_the_paper_values_and_effects_beside_ours() -> None:
+    doc = fake_doc(
+        {
+            "mix": [0.70, 0.71, 0.72],
+            "ssl_sl_mixup": [0.60, 0.61, 0.62],  # MixTraining far above: as in the paper
+            "ssl_sl": [0.70, 0.71, 0.72],  # mixup far below plain SSL+SL: the paper's opposite
+            "sl_mixup": [0.50, 0.80, 0.65],  # too noisy to resolve against MixTraining
+            "sl": [0.60, 0.61, 0.62],  # not a check: mean difference only
+        }
+    )
+    text = pt.render(doc, [10])
+    assert "The paper's Table 10 and its effects follow the checks." in text
+    assert "not available here" not in text
+    assert "Li et al., Table 10: ViT-T on CIFAR-10" in text
+    assert "| paper's setting | CIFAR-10, 10% of the data | CIFAR-10, full data |" in text
+    assert "| SSL+SL + mixup | 57.92 | 85.81 |" in text
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if " vs " in line}
+    same = rows["MixTraining vs SSL+SL + mixup"]
+    assert same.startswith("| MixTraining vs SSL+SL + mixup | +2.53 | +10.00 | p = ")
+    assert same.endswith(": significant | same direction |")
+    opposite = rows["SSL+SL + mixup vs SSL+SL"]
+    assert "| +1.13 | -10.00 |" in opposite and opposite.endswith("| opposite direction |")
+    noisy = rows["MixTraining vs SL + mixup"]
+    assert noisy.endswith(": not significant | not resolved; mean the same way |")
+    untested = rows["SL + mixup vs SL"]
+    assert untested == (
+        "| SL + mixup vs SL | +3.05 | +4.00 | not a check: means only "
+        "| untested; mean the same way |"
+    )
+
+
+def test_a_table_without_paper_values_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(pt.PAPER_NUMBERS, 11, None)
+    text = pt.render(fake_doc({"mix": [0.7, 0.71], "mix_linear": [0.72, 0.73]}), [10, 11])
+    table11 = text.split("### Table 11", 1)[1]
+    assert "The paper's Table 11: not available here." in table11
+    assert "paper's setting" not in table11 and "effects in points" not in table11
+    assert "| SSL+SL + mixup | 57.92 | 85.81 |" in text.split("### Table 11", 1)[0]
 
 
 def test_rewrite_keeps_the_hand_written_notes(tmp_path: Path) -> None:
