@@ -96,9 +96,10 @@ def headings(path: Path) -> list[str]:
 
 
 def missing_sections(text: str) -> list[str]:
-    """The (file, "heading") citations in `text` whose file has no heading containing it."""
+    """The (file, "heading") citations in `text` whose file has no heading containing it; a
+    citation may wrap over lines (of prose or of `#` comments)."""
     out = []
-    for name, quoted in SECTION_CITE.findall(text):
+    for name, quoted in SECTION_CITE.findall(re.sub(r"\n[ \t]*(?:#[ \t]*)?", " ", text)):
         target = ROOT / name
         wanted = quoted.rstrip(".,;")
         if target.exists() and not any(wanted in h for h in headings(target)):
@@ -110,6 +111,8 @@ def test_a_section_cited_by_its_heading_exists() -> None:
     assert missing_sections('(docs/benchmarks.md, "No such section")') == [
         'docs/benchmarks.md, "No such section"'
     ]
+    wrapped = '(docs/benchmarks.md,\n    # "No such\n    # section")'
+    assert missing_sections(wrapped) == ['docs/benchmarks.md, "No such section"']
     found = {}
     for path in _files():
         if path.suffix == ".md" or path.parts[-2] in ("tune_app", "analysis", "trainers"):
