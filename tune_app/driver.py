@@ -70,6 +70,10 @@ def check_resources(space: SearchSpace) -> None:
 def set_ray_env() -> None:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
+    if not sys.stderr.isatty():
+        # A log file or CI: the lines Ray forwards from trial processes, behind their
+        # "(trainable pid=...)" prefix, come without terminal colour codes.
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
 
 
 def ray_init_address(address: str | None) -> str:
