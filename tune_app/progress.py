@@ -44,7 +44,7 @@ def plan_of(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, int]:
     without the SSL epochs it takes from the cache (`reuses_ssl`)."""
     trial = _trial(space, config)
     plan = dict(plan_for(trial))
-    if reuses_ssl(space, config):
+    if _reuses(space, trial):
         plan["ssl"] = 0
     return plan
 
@@ -53,11 +53,13 @@ def reuses_ssl(space: SearchSpace, config: Mapping[str, Any]) -> bool:
     """Whether the trial takes its whole SSL phase from the cache: a MixTraining trial under
     `ssl_schedule: budget` whose seed has an SSL+SL baseline (the baselines run first, and the
     baseline's SSL epochs are the prefix every MixTraining trial of its seed starts from)."""
-    if config.get("pipeline", "mixtraining") != "mixtraining":
-        return False
-    trial = _trial(space, config)
+    return _reuses(space, _trial(space, config))
+
+
+def _reuses(space: SearchSpace, trial: Any) -> bool:
     return (
-        trial.ssl_schedule == "budget"
+        trial.pipeline == "mixtraining"
+        and trial.ssl_schedule == "budget"
         and "ssl_sl" in space.baseline_pipelines
         and trial.seed in space.baseline_seeds
     )
