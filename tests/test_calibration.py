@@ -6,14 +6,9 @@ import pytest
 from helpers import TINY_RUN
 
 from trainers import SetupError, TrialConfig, run
-from trainers.calibrate import (
-    Calibration,
-    calibrate,
-    calibrated_seconds,
-    config_step_kinds,
-    step_kind,
-)
+from trainers.calibrate import Calibration, calibrate
 from trainers.pipeline import Trainer, plan_for
+from trainers.pricing import calibrated_seconds, config_step_kinds, step_kind
 from trainers.runtime import resolve_runtime
 
 ALL_KINDS = {"ssl", "sl", "mix_full", "mix_masked", "sl_mixup", "sl_cutmix", "sl_skip"}

@@ -12,11 +12,12 @@ import yaml
 from helpers import TINY_RUN
 
 from trainers import ConfigError, TrialConfig, run
-from trainers.calibrate import calibrate, config_step_kinds
+from trainers.calibrate import calibrate
 from trainers.memory import phase_peaks
 from trainers.models import create_model, model_family, model_for, model_summary
 from trainers.models.timm_models import TimmConvAE, TimmViTMAE
 from trainers.pipeline import load_splits
+from trainers.pricing import config_step_kinds
 from trainers.steps import Batch, count_step_gflops
 from tune_app.cli import main
 

@@ -2,9 +2,9 @@
 
 Never imports ray, optuna or wandb; reports through the callback it is given.
 
-`TrialConfig` and `ConfigError` are torch-free and imported at once. The names that need torch
-and timm (`run`, `plan_for`, `SetupError`, `NonFiniteLossError`) load on first use, so
-`import trainers.config` (and `search_spaces`, which builds on it) never starts torch.
+`TrialConfig`, `plan_for` and the errors are torch-free and imported at once. `run` needs torch
+and timm and loads on first use, so `import trainers.config` (and `search_spaces`, which builds
+on it) never starts torch.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from trainers.config import ConfigError, TrialConfig
+from trainers.errors import NonFiniteLossError, SetupError
+from trainers.pricing import plan_for
 
-if TYPE_CHECKING:  # type checkers see the real names; at run time __getattr__ loads them
-    from trainers.pipeline import SetupError, plan_for, run
-    from trainers.steps import NonFiniteLossError
+if TYPE_CHECKING:  # type checkers see the real name; at run time __getattr__ loads it
+    from trainers.pipeline import run
 
 # Public name -> the module that defines it (imported on first access).
-_LAZY = {
-    "SetupError": "trainers.pipeline",
-    "plan_for": "trainers.pipeline",
-    "run": "trainers.pipeline",
-    "NonFiniteLossError": "trainers.steps",
-}
+_LAZY = {"run": "trainers.pipeline"}
 
 __all__ = ["ConfigError", "NonFiniteLossError", "SetupError", "TrialConfig", "plan_for", "run"]
 

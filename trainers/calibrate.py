@@ -5,9 +5,9 @@ up (ProxylessNAS, FBNet, Once-for-All). Training steps get the same treatment: a
 `calibrated_latency_s` is the steps it took of each kind times the calibrated seconds of that
 kind, so it does not move when other processes share the machine.
 
-Step kinds (`step_kind`): `ssl`, `sl`, `mix_full`, `mix_masked`, and `sl_<accel>` for the
-mixTrain SL variants (`sl_mixup`, `sl_cutmix`, `sl_skip`). The timing helpers here are also
-what `benchmarks/step_costs.py` uses.
+The step kinds and the pricing of a run by the table live in `trainers.pricing`; this module
+runs a `Trainer` to measure the table. The timing helpers here are also what
+`benchmarks/step_costs.py` uses.
 """
 
 from __future__ import annotations
@@ -24,44 +24,16 @@ import torch
 
 from trainers.accel import InputMixer
 from trainers.config import TrialConfig
+from trainers.errors import SetupError
 from trainers.models import MixModel, create_model
-from trainers.plan import phase_plan
-from trainers.runtime import synchronize
+from trainers.pipeline import Trainer
+from trainers.runtime import available_cpus, resolve_device, resolve_runtime, synchronize
 from trainers.steps import Batch, mixed_batches, step_loss
 
 # Steps of one kind vary (batches differ, an epoch's last one is short), so a median of many
 # steps is taken; how well the table replicates is measured by
 # benchmarks/calibration_replication.py. A brief calibration (tune-app train) uses fewer.
 WARMUP_STEPS, MEASURED_STEPS = 5, 60
-
-
-def step_kind(phase: str, mix_pass: str, batch_mode: str | None) -> str:
-    """The cost-table key of one training step: its phase, MIX pass or mixTrain SL variant."""
-    if phase == "mix":
-        return f"mix_{mix_pass}"
-    if phase == "sl" and batch_mode not in (None, "none"):
-        return f"sl_{batch_mode}"
-    return phase
-
-
-def config_step_kinds(config: TrialConfig) -> set[str]:
-    """The step kinds a run of `config` takes (its phase plan, MIX pass and SL variant)."""
-    phases = {p for p, e in phase_plan(config.effective_epochs_ssl, config.epochs_sl,
-                                       config.effective_rho) if e > 0}  # fmt: skip
-    accel = config.sl_accel if config.sl_accel != "none" else None
-    return {step_kind(p, config.mix_pass, accel) for p in phases}
-
-
-def calibrated_seconds(counts: dict[str, int], costs: dict[str, float]) -> float:
-    """Steps taken of each kind times the calibrated seconds of that kind, summed.
-
-    Raises:
-        KeyError: a kind with steps has no calibrated cost (named in the message).
-    """
-    missing = sorted(k for k, n in counts.items() if n and k not in costs)
-    if missing:
-        raise KeyError(f"no calibrated step cost for step kind(s) {missing}; have {sorted(costs)}")
-    return float(sum(n * costs[k] for k, n in counts.items() if n))
 
 
 # ---------------------------------------------------------------- timing (shared with benchmarks)
@@ -234,9 +206,6 @@ def run_hardware_key(config: TrialConfig) -> str:
     Raises:
         SetupError: the config's device does not exist here (as the run itself would report).
     """
-    from trainers.pipeline import SetupError  # pipeline imports this module
-    from trainers.runtime import available_cpus, resolve_device
-
     try:
         device = resolve_device(config.device)
     except ValueError as e:
@@ -266,7 +235,7 @@ def endless(batches: Callable[[], Iterable[Batch]]) -> Iterator[Batch]:
         yield from batches()
 
 
-def kind_step(trainer: Any, kind: str) -> Callable[[], None]:
+def kind_step(trainer: Trainer, kind: str) -> Callable[[], None]:
     """A closure running one real training step of `kind` on `trainer`'s data and model."""
     model, data, lam = trainer.model, trainer.data, trainer.config.lam
     if kind.startswith("mix_"):
@@ -299,9 +268,6 @@ def calibrate(
     the clock and how many CPUs' worth of time other processes used meanwhile
     (`others_busy_cpus`), which no clock can exclude entirely.
     """
-    from trainers.pipeline import SetupError, Trainer  # pipeline imports this module
-    from trainers.runtime import resolve_runtime
-
     try:
         rt = resolve_runtime(config)
     except ValueError as e:  # e.g. cuda requested without a GPU: as run() reports it

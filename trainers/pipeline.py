@@ -19,17 +19,17 @@ import torch
 from timm.optim import param_groups_weight_decay
 
 from trainers.accel import InputMixer, check_accel
-from trainers.calibrate import calibrated_seconds, config_step_kinds, step_kind
 from trainers.config import TrialConfig
 from trainers.data import DataOptions, Splits, build_splits, channel_constants, normalize
+from trainers.errors import NonFiniteLossError, SetupError
 from trainers.models import MixModel, model_for
-from trainers.plan import alpha_at, epoch_phases, lr_factor, phase_plan
+from trainers.plan import alpha_at, epoch_phases, lr_factor
+from trainers.pricing import calibrated_seconds, config_step_kinds, plan_for, step_kind
 from trainers.runtime import Runtime, host, resolve_runtime, synchronize
 from trainers.ssl_cache import SSLCache, ssl_key
 from trainers.steps import (
     Batch,
     BatchSource,
-    NonFiniteLossError,
     SeededMixup,
     count_step_gflops,
     mixed_batches,
@@ -42,10 +42,6 @@ Report = Callable[[dict[str, Any], dict[str, Any] | None], None]
 # the CUDA RNG state of the run's own device only, mixTrain's running thresholds, the papers'
 # new TrialConfig fields and ViT-T's wider decoder.
 STATE_VERSION = 3
-
-
-def plan_for(config: TrialConfig) -> list[tuple[str, int]]:
-    return phase_plan(config.effective_epochs_ssl, config.epochs_sl, config.effective_rho)
 
 
 def load_splits(config: TrialConfig, device: torch.device) -> Splits:
@@ -151,10 +147,6 @@ def set_cuda_rng_state(device: torch.device, state: torch.Tensor | list | None) 
         state = state[index] if index < len(state) else None
     if state is not None:
         torch.cuda.set_rng_state(state, device)
-
-
-class SetupError(ValueError):
-    """The run cannot start: missing or corrupt data, or settings the data/model reject."""
 
 
 class Trainer:

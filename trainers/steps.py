@@ -22,10 +22,6 @@ from trainers.models import MixModel
 from trainers.plan import mix_images
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN/inf; the run stops so the trial is marked errored."""
-
-
 @dataclass
 class Batch:
     x: Tensor  # float [B, C, H, W], augmented and normalised (mixed with SSL images in MIX)

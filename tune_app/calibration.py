@@ -165,7 +165,8 @@ def run_calibration(
 ) -> Tables:
     """`tune-app train`'s tables: `<folder>/calibration.json`, with this machine's type
     measured now (briefly, `steps` per kind; `before` is called first) if the file lacks it."""
-    from trainers.calibrate import config_step_kinds, run_hardware_key
+    from trainers.calibrate import run_hardware_key
+    from trainers.pricing import config_step_kinds
 
     path = folder / CALIBRATION_FILE
     have = read_calibrations(path) if path.is_file() else {}

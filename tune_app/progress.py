@@ -360,7 +360,7 @@ def step_ratios(
 ) -> dict[str, float]:
     """Per phase with as many batches per epoch as SL (MIX; SSL when it runs on the labelled
     images): its step's calibrated cost over an SL step's (the first node type's table)."""
-    from trainers.calibrate import step_kind
+    from trainers.pricing import step_kind
 
     if not tables:
         return {}
