@@ -143,17 +143,26 @@ def ray_statuses(path: Path) -> dict[str, str]:
         return {}
 
 
-def read_results(file: Path) -> list[dict[str, Any]]:
-    """Ray's `result.json` lines; a half-written last line (a killed search) is skipped."""
-    if not file.is_file():
-        return []
+def parse_results(text: str) -> list[dict[str, Any]]:
+    """The rows of a Ray `result.json` (one JSON object per line, one line per epoch).
+
+    The one rule for every reader of the file: a line that is not JSON (blank, or the tail a
+    killed driver left half-written) is skipped.
+    """
     rows = []
-    for line in file.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def read_results(file: Path) -> list[dict[str, Any]]:
+    """A local `result.json`'s rows (`parse_results`); none when the file is missing."""
+    if not file.is_file():
+        return []
+    return parse_results(file.read_text(encoding="utf-8"))
 
 
 def read_params(file: Path) -> dict[str, Any]:

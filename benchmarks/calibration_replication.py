@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from search_spaces import load_space
 from trainers.calibrate import calibrate
 from tune_app.calibration import calibration_config, space_step_kinds
-from tune_app.driver import fixed_settings
+from tune_app.suggestion import fixed_settings
 
 BUSY = "while True: pass"
 TORCH = (

@@ -37,6 +37,7 @@ from typing import Any
 import optuna
 import torch
 
+from analysis.pareto import rank_points
 from benchmarks.common import build, fake_batch
 from benchmarks.flops import per_image_gflops
 from benchmarks.gpu_memory import SPACES as GPU_SPACES
@@ -54,10 +55,9 @@ from tune_app.calibration import (
     table_for,
     tables,
 )
-from tune_app.confirm import rank_points
-from tune_app.driver import fixed_settings
 from tune_app.searcher import make_sampler, optuna_space
 from tune_app.settings import UserInputError, parse_set
+from tune_app.suggestion import fixed_settings
 
 FINAL = ("val_accuracy", "test_accuracy", "train_latency_s", "calibrated_latency_s")
 PAPER_SPACES = ("vit_tiny_cifar10", "vit_tiny_tinyimagenet", "resnet18_cifar10")

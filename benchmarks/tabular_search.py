@@ -106,10 +106,10 @@ from analysis.choose import NoMatch, select_configs
 from analysis.configs import MIX, config_id
 from analysis.hypervolume import hypervolume
 from analysis.load import FROM_PARQUET, Experiment
-from analysis.pareto import dominates, to_minimize
+from analysis.pareto import dominates, rank_points, to_minimize
 from analysis.summary import Analysis, analyze_experiment
 from search_spaces import Objective, Param, SearchSpace, load_space
-from tune_app.confirm import best_configs, plan, rank_points
+from tune_app.confirm import best_configs, plan
 from tune_app.searcher import baseline_configs, build_searcher
 
 COST = "train_time"

@@ -370,7 +370,8 @@ def test_trial_config_round_trips_through_dump_yaml(tmp_path: Path) -> None:
 def test_space_yaml_written_by_a_search_reads_back_equal(tmp_path: Path) -> None:
     """Every field type of a space: strings that look like numbers/booleans/null in the name,
     description and W&B block; ints, floats, None, bools, lists; every parameter form."""
-    from tune_app.driver import write_space
+    from tune_app.experiment import write_space
+    from tune_app.location import locate
 
     raw = {
         **SPACE,
@@ -391,7 +392,7 @@ def test_space_yaml_written_by_a_search_reads_back_equal(tmp_path: Path) -> None
     (tmp_path / "s.json").write_text(json.dumps(raw))  # JSON: the user's strings stay strings
     space = load_space(str(tmp_path / "s.json"))
     assert space.name == "1e-3" and space.wandb["tags"] == ["1e-3", "on", "1.5e3", "~"]
-    write_space(space, tmp_path / "exp")
+    write_space(space, locate(str(tmp_path), "exp"))
     assert load_space(str(tmp_path / "exp" / "space.yaml")) == space
 
 

@@ -18,10 +18,10 @@ import yaml
 from helpers import SPACE, start_driver, wait_while_alive
 
 from analysis.hypervolume import hypervolume, reference_point
-from analysis.pareto import dominates, to_minimize
+from analysis.pareto import dominates, rank_points, to_minimize
 from search_spaces import load_space
 from tune_app.cli import main
-from tune_app.confirm import plan, rank_points
+from tune_app.confirm import plan
 from tune_app.driver import RAY_ENV
 from tune_app.wandb_records import read_run, run_files
 

@@ -169,9 +169,9 @@ def test_verbose_brings_back_rays_table_over_the_spaces_objectives(tmp_path, mon
     assert step_ratios(same, costs) == pytest.approx({"mix": 1.5, "ssl": 0.625})
     # The flag reaches the run: `search --verbose` and `confirm --verbose`.
     seen = {}
-    import tune_app.orchestrate as orchestrate
+    import tune_app.experiment as experiment
 
-    monkeypatch.setattr(orchestrate, "run_search", lambda *a, **k: seen.update(k) or 0)
+    monkeypatch.setattr(experiment, "run_search", lambda *a, **k: seen.update(k) or 0)
     monkeypatch.setattr("tune_app.search.check_data", lambda space: None)
     from tune_app.cli import main
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from helpers import SPACE
 
-from tune_app import orchestrate
+from tune_app import experiment, orchestrate
 from tune_app.cli import main
 
 ONE_TRIAL = {
@@ -53,6 +53,6 @@ def test_uri_storage_gets_space_yaml_before_the_trials_start(
         assert (bucket / "r" / "space.yaml").exists()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(orchestrate, "new_tuner", stop_before_trials)
+    monkeypatch.setattr(experiment, "new_phase", stop_before_trials)
     assert main(search_args(tmp_path, f"file://{bucket}")) == 130
     assert (bucket / "r" / "space.yaml").exists()

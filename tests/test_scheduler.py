@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import yaml
 from helpers import SPACE, start_driver, wait_while_alive
 
 import tune_app.scheduler
-from analysis.pareto import pareto_mask
+from analysis.pareto import pareto_mask, rank_points
 from search_spaces import SpaceError, build_space
 from tune_app.cli import main
 from tune_app.driver import RAY_ENV
@@ -25,7 +24,6 @@ from tune_app.scheduler import (
     STOPPED_KEY,
     ParetoHalving,
     continues,
-    pareto_order,
     rung_levels,
     stoppable,
 )
@@ -54,7 +52,7 @@ def test_within_a_front_the_larger_hypervolume_contribution_wins() -> None:
     # (b nearly dominates it), b (-0.85, 8) 0.65 x 1 = 0.65, c (-0.2, 1) 0.07 x 8.8 = 0.616.
     rung = {"a": (0.9, 9.0), "b": (0.85, 8.0), "c": (0.2, 1.0)}
     assert pareto_mask(np.array(list(rung.values())), GOALS).all()
-    assert pareto_order(np.array([(-a, t) for a, t in rung.values()])) == [1, 2, 0]
+    assert rank_points(np.array(list(rung.values())), GOALS) == [1, 2, 0]
     assert [continues(rung, t, GOALS, eta=3) for t in rung] == [False, True, False]
     assert [continues(rung, t, GOALS, eta=1.5) for t in rung] == [False, True, True]
 
@@ -63,28 +61,6 @@ def test_the_first_trial_at_a_rung_always_continues_and_duplicates_keep_arrival_
     assert continues({"a": (0.1, 99.0)}, "a", GOALS, eta=3)
     rung = {"a": (0.5, 5.0), "b": (0.5, 5.0)}
     assert continues(rung, "a", GOALS, eta=2) and not continues(rung, "b", GOALS, eta=2)
-
-
-def test_pareto_order_lists_fronts_in_order_against_a_brute_force_rank() -> None:
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        costs = rng.integers(0, 5, size=(rng.integers(1, 9), 2)).astype(float)
-        order = pareto_order(costs)
-        assert sorted(order) == list(range(len(costs)))
-        rank = brute_force_rank(costs)
-        assert [rank[i] for i in order] == sorted(rank[i] for i in order)
-
-
-def brute_force_rank(costs: np.ndarray) -> list[int]:
-    """Front number of each row: 0 for the undominated, 1 for those only they dominate..."""
-    rank = [-1] * len(costs)
-    for level in itertools.count():
-        left = [i for i in range(len(costs)) if rank[i] < 0]
-        if not left:
-            return rank
-        for i in left:
-            if not any(np.all(costs[j] <= costs[i]) and np.any(costs[j] < costs[i]) for j in left):
-                rank[i] = level
 
 
 def space_with(**scheduler) -> dict:

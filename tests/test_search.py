@@ -388,7 +388,7 @@ def test_uri_storage_keeps_ray_files_there_and_uploads_ours(
 
 def test_trials_run_on_the_cpu_unless_the_space_asks_for_gpus(tmp_path: Path) -> None:
     """Ray 2.60 leaves GPUs visible to trials given none: gpu 0 must mean device cpu."""
-    from tune_app.driver import fixed_settings
+    from tune_app.suggestion import fixed_settings
 
     assert fixed_settings(load_space(str(write_space(tmp_path))))["device"] == "cpu"
     gpu = load_space(str(write_space(tmp_path, resources={"cpu": 1, "gpu": 0.5})))

@@ -25,7 +25,7 @@ from search_spaces import load_space
 from trainers import TrialConfig
 from trainers.runtime import Runtime
 from trainers.ssl_cache import ssl_key
-from tune_app.driver import fixed_settings
+from tune_app.suggestion import fixed_settings
 
 
 def config(**changes) -> TrialConfig:

@@ -16,11 +16,11 @@ from helpers import PINNED, SPACE
 
 from trainers import TrialConfig
 from tune_app.cli import main
+from tune_app.scheduler import reported_results
 from tune_app.wandb_log import (
     TrialLogger,
     has_credentials,
     last_reported_epoch,
-    reported_rows,
     resolve_mode,
 )
 from tune_app.wandb_records import read_run, run_files
@@ -235,9 +235,11 @@ def test_reported_rows_skip_a_torn_tail(tmp_path: Path) -> None:
     trial = SimpleNamespace(
         path=str(tmp_path), storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem())
     )
-    assert [r["epoch"] for r in reported_rows(trial)] == [1, 2]
+    assert [r["epoch"] for r in reported_results(trial)] == [1, 2]
     assert last_reported_epoch(trial) == 2
-    assert reported_rows(SimpleNamespace(path=str(tmp_path / "none"), storage=trial.storage)) == []
+    assert (
+        reported_results(SimpleNamespace(path=str(tmp_path / "none"), storage=trial.storage)) == []
+    )
 
 
 class DriverStopped(RuntimeError):
@@ -249,7 +251,7 @@ def test_a_confirm_phase_started_on_resume_logs_to_the_same_group(
     local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--resume` takes no `--wandb`: the confirm phase it starts logs as the first run would."""
-    import tune_app.confirm
+    import tune_app.experiment
 
     space = {
         **SPACE,
@@ -269,7 +271,7 @@ def test_a_confirm_phase_started_on_resume_logs_to_the_same_group(
         raise DriverStopped
 
     with monkeypatch.context() as m:  # the sampled trials all end, then the driver is gone
-        m.setattr(tune_app.confirm, "run_confirm", stop)
+        m.setattr(tune_app.experiment, "run_confirmations", stop)
         with pytest.raises(DriverStopped):
             main(["search", "--space", str(path), *args, "--wandb", "offline"])
     experiment = tmp_path / "exp" / "cr"

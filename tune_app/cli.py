@@ -202,7 +202,7 @@ def confirm(
     experiment: str, top_k: int | None, seeds: tuple[int, ...], wandb: str | None, verbose: bool
 ) -> int:
     """Re-run the K best single-seed configurations of an experiment with extra seeds."""
-    from tune_app.confirm import confirm_command
+    from tune_app.search import confirm_command
 
     return confirm_command(experiment, top_k, seeds, wandb, verbose)
 

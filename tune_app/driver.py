@@ -1,8 +1,8 @@
-"""What the search command and its Ray side share: Ray's environment, starting Ray, the fixed
-settings of every trial, the progress columns and the driver's messages.
+"""The driver's Ray: its environment (set before `ray` is first imported), joining or starting
+it, whether a trial fits the cluster; and the fixed settings every trial starts from.
 
-Kept apart so that `tune_app.search` (validation, before Ray is imported) and
-`tune_app.orchestrate` (the Ray Tune side) both import it and never each other.
+Imports no Ray at module level, so the commands' validation (`tune_app.search`) can use it
+before Ray is imported.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
 from search_spaces import SearchSpace
-from tune_app.settings import UserInputError, dump_yaml
+from tune_app.settings import UserInputError
 
 # Quiet, offline Ray. The old output engine is what honours CLIReporter's trimmed columns.
 # Every epoch checkpoints, which makes Ray snapshot the experiment often by design (so a
@@ -36,18 +34,6 @@ RAY_ENV = {
 }
 PARAM_COLUMNS = ("pipeline", "seed", "alpha", "rho", "lam", "anneal")
 METRIC_COLUMNS = ("epoch", "phase")  # then the space's objectives (tune_app.progress)
-
-
-def fixed_settings(space: SearchSpace) -> dict[str, Any]:
-    """Every TrialConfig field a trial starts from; the searcher's suggestion overrides some."""
-    fixed = space.trial_config({}, "mixtraining", None).to_dict()
-    if "num_threads" not in space.trainer:  # one torch thread per CPU the trial was given
-        fixed["num_threads"] = max(1, int(space.cpu))
-    if space.gpu == 0 and "device" not in space.trainer:
-        # Ray 2.60 no longer hides GPUs from a trial given none: without this, "CPU" trials
-        # would all land on cuda:0 unscheduled.
-        fixed["device"] = "cpu"
-    return fixed
 
 
 def check_resources(space: SearchSpace) -> None:
@@ -109,12 +95,3 @@ def start_ray(address: str | None) -> bool:
             "`ray start --head`, or leave --address out to run on this machine"
         ) from e
     return True
-
-
-def write_space(space: SearchSpace, experiment: Path) -> None:
-    experiment.mkdir(parents=True, exist_ok=True)
-    (experiment / "space.yaml").write_text(dump_yaml(space.to_dict()))
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

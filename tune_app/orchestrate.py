@@ -1,4 +1,8 @@
-"""Ray Tune side of a search: build or restore the Tuner, run it, record the trials."""
+"""The Ray pieces every phase of an experiment uses: the trainable with its resources, the
+trial slots, the W&B callback, and the step-cost calibration run on each node type.
+
+The controller that puts them together is `tune_app.experiment`.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,8 @@ from ray.tune.experiment import Trial
 
 from search_spaces import SearchSpace
 from trainers import SetupError
-from tune_app import progress, results
-from tune_app.driver import (
-    check_resources,
-    fixed_settings,
-    say,
-    start_ray,
-    write_space,
-)
-from tune_app.location import Location
-from tune_app.scheduler import build_scheduler
-from tune_app.searcher import build_searcher, experiment_study, reopen_in
-from tune_app.settings import UserInputError
+from tune_app.settings import UserInputError, say
+from tune_app.suggestion import fixed_settings
 from tune_app.trial import trainable
 
 if TYPE_CHECKING:
@@ -158,182 +152,3 @@ def callbacks(space: SearchSpace, experiment: Path, wandb_mode: str) -> list[tun
             tags=tuple(w.get("tags") or ()),
         )
     ]
-
-
-def new_tuner(
-    space: SearchSpace,
-    where: Location,
-    wandb_mode: str,
-    costs: Tables | None = None,
-    verbose: bool = False,
-) -> tune.Tuner:
-    total = space.num_samples + len(space.baseline_pipelines) * len(space.baseline_seeds)
-    reporter = progress.reporter(space, "search", verbose, costs, slots(space))
-    return tune.Tuner(
-        make_trainable(space, costs),
-        tune_config=tune.TuneConfig(
-            search_alg=build_searcher(space, where.local, study_name=where.name),
-            scheduler=build_scheduler(space),  # pickled in tuner.pkl: --resume gets it back
-            num_samples=total,
-            reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=where.name,
-            storage_path=where.ray_parent,
-            verbose=1,
-            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            progress_reporter=reporter,
-            callbacks=callbacks(space, where.local, wandb_mode),
-        ),
-    )
-
-
-def collect(space: SearchSpace, where: Location) -> list[dict[str, Any]]:
-    """One row per trial Ray knows of, from Ray's experiment folder and those of the confirm
-    phases inside it (works after a crash too)."""
-    from tune_app.confirm import phase_folders
-
-    trials = []
-    for folder in [where.ray, *phase_folders(where)]:
-        trials += tune.ExperimentAnalysis(folder).trials
-    rows = []
-    for t in trials:
-        error = t.get_error() if t.status == Trial.ERROR else None
-        rows.append(
-            results.trial_row(
-                space,
-                t.trial_id,
-                t.status,
-                dict(t.config),
-                t.last_result or {},
-                str(error) if error else None,
-            )
-        )
-    return rows
-
-
-def run_search(
-    space: SearchSpace,
-    where: Location,
-    *,
-    address: str | None,
-    resume: bool,
-    wandb_mode: str = "disabled",
-    verbose: bool = False,
-) -> int:
-    started = start_ray(address)
-    try:
-        check_resources(space)
-        costs = step_costs(space, where.local)
-        tuner = (
-            restore_tuner(space, where, costs)
-            if resume
-            else start_tuner(space, where, wandb_mode, costs, verbose)
-        )
-        if resume:  # a confirm phase first started now must log as the search phase does
-            wandb_mode = restored_wandb_mode(tuner)
-        tuner.fit()
-        from tune_app.confirm import phase_folders, run_confirm, unfinished
-
-        # Once the sampled trials all ended: confirm (or resume `tune-app confirm`'s phases).
-        if (space.confirm_top_k or phase_folders(where)) and not unfinished(where.ray):
-            run_confirm(
-                space,
-                where,
-                top_k=space.confirm_top_k,
-                seeds=space.confirm_seeds,
-                wandb_mode=wandb_mode,
-                costs=costs,
-                verbose=verbose,
-            )
-        return finish(space, where)
-    finally:
-        reopen_in(None)
-        if started:
-            ray.shutdown()
-
-
-def start_tuner(
-    space: SearchSpace, where: Location, wandb_mode: str, costs: Tables, verbose: bool = False
-) -> tune.Tuner:
-    write_space(space, where.local)
-    where.upload(("space.yaml",))  # a remote experiment is resumable from its first moment
-    say(f"tune-app search: {space.name} -> {where.ray}")
-    return new_tuner(space, where, wandb_mode, costs, verbose)
-
-
-def restore_tuner(space: SearchSpace, where: Location, costs: Tables) -> tune.Tuner:
-    say(f"tune-app search: resuming {where.ray}")
-    # The interrupted run's table is stale from now on: analyze/export read Ray's own files
-    # while this run lives, and finish() writes the table anew.
-    reopen_in(where.local)  # the study in this folder's optuna.db, wherever it was started
-    tuner = tune.Tuner.restore(
-        # Errored trials already had their retries and Optuna has seen them fail; resuming
-        # them would leave the study and Ray's concurrency limit out of step.
-        where.ray,
-        make_trainable(space, costs),
-        resume_unfinished=True,
-        resume_errored=False,
-    )
-    where.remove(results.TABLE)  # only once the restore worked: a failed one keeps the table
-    return tuner
-
-
-def restored_wandb_mode(tuner: tune.Tuner) -> str:
-    """The W&B mode of a restored search: that of the `TrialLogger` Ray brought back from
-    `tuner.pkl` ("disabled" without one).
-
-    `--resume` takes no `--wandb`: the search phase logs through the restored callbacks, and a
-    confirm phase that starts in this session builds its own, which must match them (same mode,
-    so the confirm trials join the experiment's W&B group like a first run's would).
-    """
-    from tune_app.wandb_log import TrialLogger
-
-    internal = tuner._local_tuner  # Ray keeps the run config here (no public accessor)
-    run_config: Any = (
-        internal.get_run_config()
-        if internal is not None
-        # Ray client (ray://): the tuner lives in an actor on the cluster
-        else ray.get(tuner._remote_tuner.get_run_config.remote())  # type: ignore[union-attr]
-    )
-    found = [c for c in run_config.callbacks or () if isinstance(c, TrialLogger)]
-    return found[0].mode if found else "disabled"
-
-
-def close_stale_study_trials(experiment: Path) -> None:
-    """Mark FAIL the study trials still RUNNING once every Ray trial has ended.
-
-    Only for a search that ran to its end: after an interrupt, RUNNING study trials are the
-    paused trials `--resume` will finish and tell (failing them would make that tell fail).
-    """
-    import optuna
-
-    study = experiment_study(experiment)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-
-
-def finish(space: SearchSpace, where: Location) -> int:
-    """trials.parquet, the closing summary, the upload of our files; the exit code."""
-    experiment = where.local
-    rows = collect(space, where)
-    if not rows:
-        say("tune-app search: no trial ran")
-        return 1
-    table = results.write_table(rows, experiment / results.TABLE)
-    unfinished = table[~table["status"].isin(["TERMINATED", "ERROR"])]
-    if not len(unfinished):
-        close_stale_study_trials(experiment)
-    where.upload()
-    say("\n" + results.summary_text(table, experiment))
-    if sorted((experiment / "wandb").glob("offline-run-*")):
-        say(f"  wandb sync {experiment / 'wandb'}/offline-run-*   # upload the W&B runs")
-    if len(unfinished):
-        say(
-            f"\n{len(unfinished)} trial(s) unfinished; continue with:\n  tune-app search "
-            f"--name {where.name} --storage-path {where.ray_parent} --resume"
-        )
-        return 130
-    return 0 if table["complete"].any() else 1

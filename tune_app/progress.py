@@ -23,8 +23,10 @@ from analysis.load import read_results
 from analysis.pareto import pareto_mask
 from search_spaces import SearchSpace
 from trainers import plan_for
-from tune_app.driver import METRIC_COLUMNS, PARAM_COLUMNS, say
+from tune_app.driver import METRIC_COLUMNS, PARAM_COLUMNS
 from tune_app.eta import EpochCosts, Estimate, TrialWork, estimate
+from tune_app.settings import say
+from tune_app.suggestion import space_settings, suggested_config
 
 STATUS_EVERY_S = 60.0  # plain output: a status line this often, besides one per finished trial
 REDRAW_EVERY_S = 1.0  # terminal display: at most this often
@@ -66,8 +68,7 @@ def _reuses(space: SearchSpace, trial: Any) -> bool:
 
 
 def _trial(space: SearchSpace, config: Mapping[str, Any]) -> Any:
-    sampled = {k: v for k, v in config.items() if k in space.parameters}
-    return space.trial_config(sampled, config.get("pipeline", "mixtraining"), config.get("seed"))
+    return suggested_config(space_settings(space), config)[0]
 
 
 def mean_plan(plans: list[Mapping[str, float]], fallback: dict[str, int]) -> dict[str, float]:

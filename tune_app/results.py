@@ -14,6 +14,7 @@ from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
 from tune_app.scheduler import STOPPED_KEY
+from tune_app.suggestion import space_settings, suggested_config
 
 TABLE = "trials.parquet"
 # What a trial itself spent, beside its recipe's cost: training seconds it ran, and SSL epochs
@@ -35,13 +36,8 @@ def trial_row(
     another seed; the suggestion says so) or `baseline`; `config_id` is the same for every
     seed of one configuration (`analysis.configs.config_id`).
     """
-    pipeline = suggested.get("pipeline", "mixtraining")
-    config = space.trial_config(
-        {k: v for k, v in suggested.items() if k not in ("pipeline", "seed", "role")},
-        pipeline,
-        suggested.get("seed"),
-    )
-    role = suggested.get("role") or ("search" if pipeline == "mixtraining" else "baseline")
+    config, role = suggested_config(space_settings(space), suggested)
+    pipeline = config.pipeline
     row: dict[str, Any] = {
         "trial_id": trial_id,
         "pipeline": pipeline,

@@ -15,7 +15,6 @@ result.json as Ray re-adds the trials.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -24,10 +23,11 @@ import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from analysis.hypervolume import hypervolume, reference_point
-from analysis.pareto import pareto_mask, to_minimize
+from analysis.load import parse_results
+from analysis.pareto import rank_points
 from search_spaces import SearchSpace
 from trainers import plan_for
+from tune_app.suggestion import space_settings, suggested_config
 
 STOPPED_KEY = "stopped_at_rung"
 Rung = dict[str, tuple[float, ...]]  # trial id -> objective values, in arrival order
@@ -46,27 +46,6 @@ def rung_levels(grace: int, eta: float, supervised_epochs: int) -> list[int]:
     return levels
 
 
-def pareto_order(costs: np.ndarray) -> list[int]:
-    """Row indices of `costs` ([N, M], lower is better), best first.
-
-    Non-dominated fronts in order; within a front, larger hypervolume contribution first (the
-    reference point is taken over all N rows), then lower index (earlier arrival).
-    """
-    costs = np.asarray(costs, dtype=float)
-    if len(costs) == 0:
-        return []
-    ref = reference_point(costs)
-    remaining, order = list(range(len(costs))), []
-    while remaining:
-        front_mask = pareto_mask(costs[remaining], ["minimize"] * costs.shape[1])
-        front = [i for i, on in zip(remaining, front_mask, strict=True) if on]
-        whole = hypervolume(costs[front], ref)
-        gain = {i: whole - hypervolume(costs[[j for j in front if j != i]], ref) for i in front}
-        order += sorted(front, key=lambda i: (-gain[i], i))
-        remaining = [i for i in remaining if i not in front]
-    return order
-
-
 def continues(rung: Rung, trial_id: str, goals: Sequence[str], eta: float) -> bool:
     """Whether `trial_id`, recorded in `rung`, is in the top 1/eta of it.
 
@@ -81,9 +60,8 @@ def continues(rung: Rung, trial_id: str, goals: Sequence[str], eta: float) -> bo
         True when the trial ranks among the best `ceil(n / eta)` of the `n` recorded.
     """
     ids = list(rung)
-    costs = to_minimize(np.array([rung[i] for i in ids], dtype=float), goals)
     keep = max(1, math.ceil(len(ids) / eta))
-    return ids.index(trial_id) in pareto_order(costs)[:keep]
+    return ids.index(trial_id) in rank_points(np.array([rung[i] for i in ids]), goals)[:keep]
 
 
 class ParetoHalving(FIFOScheduler):
@@ -132,8 +110,8 @@ class ParetoHalving(FIFOScheduler):
 
     def supervised(self, config: dict[str, Any], result: dict) -> tuple[int, list[int]]:
         """(supervised epochs done at `result`, this trial's rung levels)."""
-        sampled = {k: v for k, v in config.items() if k not in ("pipeline", "seed", "role")}
-        plan = dict(plan_for(self.space.trial_config(sampled, "mixtraining", config.get("seed"))))
+        trial, _ = suggested_config(space_settings(self.space), config)
+        plan = dict(plan_for(trial))
         done = int(result.get("epoch") or 0) - plan["ssl"]
         return done, rung_levels(self.grace, self.eta, plan["mix"] + plan["sl"])
 
@@ -150,15 +128,24 @@ def stoppable(config: dict[str, Any]) -> bool:
 
 def past_results(trial: Trial) -> list[dict]:
     """The results a trial reported before this driver started (its result.json lines)."""
-    if not trial.has_reported_at_least_once or trial.storage is None:  # nothing to read yet
+    if not trial.has_reported_at_least_once:  # nothing to read yet
         return []
-    fs = trial.storage.storage_filesystem
-    path = f"{trial.path}/result.json"
-    if fs.get_file_info(path).type.name != "File":
+    return reported_results(trial)
+
+
+def reported_results(trial: Any) -> list[dict[str, Any]]:
+    """The rows Ray recorded for a trial in its result.json, wherever the experiment is stored
+    (none if it never reported); read by `analysis.load.parse_results`'s rule."""
+    # trial.path is the trial's folder in the experiment (on any filesystem pyarrow knows);
+    # trial.local_path would be Ray's fresh staging folder.
+    if trial.storage is None:
         return []
-    with fs.open_input_stream(path) as f:
-        text = f.readall().decode()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        with trial.storage.storage_filesystem.open_input_stream(f"{trial.path}/result.json") as f:
+            text = f.read().decode()
+    except (OSError, FileNotFoundError):  # a trial that never reported: nothing to read
+        return []
+    return parse_results(text)
 
 
 def build_scheduler(space: SearchSpace) -> TrialScheduler | None:

@@ -1,7 +1,8 @@
-"""`tune-app search`: a Ray Tune + Optuna multi-objective search over one YAML space.
+"""`tune-app search` and `tune-app confirm`: the commands that run an experiment.
 
 Everything is validated before Ray starts or anything is written: the space, the dataset, and
 (once Ray is up, still before writing) whether the cluster can hold one trial's resources.
+The Ray side is `tune_app.experiment`, imported only once the input is known good.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 from search_spaces import SearchSpace, SpaceError, load_space
 from search_spaces.schema import e_mix
 from tune_app.claim import claim
-from tune_app.driver import say, set_ray_env
+from tune_app.driver import set_ray_env
 from tune_app.location import Location, locate
 from tune_app.settings import (
     UserInputError,
     check_name,
     default_name,
     parse_set,
+    say,
     to_json,
     write_text_atomic,
 )
@@ -227,7 +229,7 @@ def search_command(
 
             write_text_atomic(where.local / DATA_RECORD, to_json(record) + "\n")
         set_ray_env()  # some of Ray's settings are read once, when ray is first imported
-        from tune_app.orchestrate import run_search  # imports ray: after validation
+        from tune_app.experiment import run_search  # imports ray: after validation
         from tune_app.wandb_log import resolve_mode
 
         mode = "disabled" if resume else resolve_mode(wandb)  # resume: the callbacks come back
@@ -271,3 +273,41 @@ def note_rho_without_mix(space: SearchSpace) -> None:
         "MixTraining trials will train exactly as the ssl_sl baseline. To spend every trial "
         f"on MixTraining: --set parameters.rho.min={limit:.3g}"
     )
+
+
+def confirm_command(
+    experiment: str,
+    top_k: int | None,
+    seeds: tuple[int, ...],
+    wandb: str | None = None,
+    verbose: bool = False,
+) -> int:
+    """Body of `tune-app confirm`: confirmation trials for a finished experiment (resumable).
+
+    Defaults come from the space's `search.confirm`; a (configuration, seed) pair already run
+    is not run again, and an interrupted confirmation phase is resumed first.
+    """
+    from pathlib import Path
+
+    folder = Path(experiment).expanduser().resolve()
+    if not (folder / "space.yaml").is_file() or not (folder / "tuner.pkl").is_file():
+        raise UserInputError(f"{experiment}: not a tune-app experiment (no space.yaml/tuner.pkl)")
+    space = load_space(str(folder / "space.yaml"))
+    top_k = space.confirm_top_k if top_k is None else top_k
+    seeds = tuple(seeds) or space.confirm_seeds
+    if top_k < 1 or not seeds:
+        raise UserInputError(
+            "confirm: --top-k K >= 1 and --seeds S ... are needed (the space has no search.confirm)"
+        )
+    where = locate(str(folder.parent), folder.name)
+    with claim(where.local, "experiment"):
+        set_ray_env()  # before ray is first imported
+        from tune_app.experiment import run_confirm, unfinished
+        from tune_app.wandb_log import resolve_mode
+
+        if unfinished(where.ray):
+            raise UserInputError(
+                f"{experiment}: the search has unfinished trials; finish it first with "
+                f"tune-app search --name {where.name} --storage-path {where.ray_parent} --resume"
+            )
+        return run_confirm(space, where, top_k, seeds, resolve_mode(wandb), verbose)

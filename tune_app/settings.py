@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def say(text: str) -> None:
+    """A driver's message to the user: stderr, at once (stdout is for the data commands print)."""
+    print(text, file=sys.stderr, flush=True)

@@ -31,6 +31,7 @@ from trainers.runtime import resolve_device
 from trainers.ssl_cache import SSLCache
 from tune_app.calibration import table_for
 from tune_app.checkpoints import CheckpointError, load_state
+from tune_app.suggestion import suggested_config
 
 STATE_FILE = "state.pt"
 SSL_CACHE_DIR = "ssl_cache"  # in the experiment folder: every trial of the search reaches it
@@ -57,9 +58,7 @@ def fail_if_failed_before(record: Path) -> None:
 
 
 def trial_config(fixed: dict[str, Any], suggested: dict[str, Any]) -> TrialConfig:
-    # `role` (search, confirm, baseline) is the experiment's bookkeeping, not a run setting.
-    config = TrialConfig.from_dict({**fixed, **{k: v for k, v in suggested.items() if k != "role"}})
-    return on_assigned_gpu(config)
+    return on_assigned_gpu(suggested_config(fixed, suggested)[0])
 
 
 def on_assigned_gpu(config: TrialConfig) -> TrialConfig:

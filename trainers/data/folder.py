@@ -387,10 +387,10 @@ def open_prepared(path: Path) -> Prepared:
 
 def _held_out_test(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded stratified (train, test) split of indices, at least one per class each side."""
-    from .splits import _stratified_take
+    from .rows import stratified_take
 
     rng = np.random.default_rng(seed)
-    test, train = _stratified_take(labels, np.arange(len(labels)), fraction, rng, keep=1)
+    test, train = stratified_take(labels, np.arange(len(labels)), fraction, rng, keep=1)
     return train, test
 
 

@@ -117,7 +117,7 @@ def _load_cached(name: str, data_dir: str | None, options: DataOptions) -> RawDa
     raw = _load_builtin(name, data_dir)
     if options.image_size is None or options.image_size == raw.train_x.shape[-1]:
         return raw
-    from .splits import convert_images
+    from .images import convert_images
 
     chans, size = raw.train_x.shape[1], options.image_size
     return dataclasses.replace(

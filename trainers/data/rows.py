@@ -77,3 +77,23 @@ def select(
         picked = [b[torch.from_numpy(np.asarray(i, dtype=np.int64))] for b, i in parts]
         return picked[0] if len(picked) == 1 else torch.cat(picked)
     return Rows([(b.numpy(), i) for b, i in parts])
+
+
+def stratified_take(
+    labels: np.ndarray, pool: np.ndarray, fraction: float, rng: np.random.Generator, keep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split `pool` (indices into labels) into (taken, rest), per class a seeded random subset.
+
+    Per class of size n: take round-half-up(fraction * n), at least 1 and at most n - keep, so
+    every class is represented on both sides when keep=1. Both outputs are sorted.
+    """
+    shuffled = pool[rng.permutation(len(pool))]
+    # Stable sort by label keeps the random order inside each class.
+    by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    y = labels[by_class]
+    classes, starts, counts = np.unique(y, return_index=True, return_counts=True)
+    take = np.floor(fraction * counts + 0.5).astype(np.int64)
+    take = np.clip(take, 1, np.maximum(counts - keep, 1))
+    rank = np.arange(len(y)) - np.repeat(starts, counts)  # position inside its class
+    chosen = rank < np.repeat(take, counts)
+    return np.sort(by_class[chosen]), np.sort(by_class[~chosen])

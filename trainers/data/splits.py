@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .images import CHUNK as _CHUNK
+from .images import convert_images
 from .loaders import BUILTIN_DATASETS, DataOptions, RawDataset, load_dataset
-from .rows import Rows, select
+from .rows import Rows, select, stratified_take
 
 SSL_SOURCES = ("same", "unlabeled", "all", *BUILTIN_DATASETS)
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: RGB -> gray as luminance
-_CHUNK = 4096  # images per resize step: bounds the float copy (tinyimagenet is 100k images)
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,10 @@ def build_splits(
     labels = raw.train_y.numpy()
     everything = np.arange(len(labels))
     if raw.val_x is None:
-        val_idx, rest = _stratified_take(labels, everything, val_fraction, rng, keep=1)
+        val_idx, rest = stratified_take(labels, everything, val_fraction, rng, keep=1)
     else:
         val_idx, rest = np.array([], dtype=np.int64), everything
-    lab_idx, unlab = _stratified_take(labels, rest, labeled_fraction, rng, keep=0)
+    lab_idx, unlab = stratified_take(labels, rest, labeled_fraction, rng, keep=0)
     train_y = _noisy_labels(labels[lab_idx], label_noise, raw.num_classes, rng)
     train_x = select([(raw.train_x, lab_idx)], raw.mapped)
     if raw.val_x is None:
@@ -163,26 +162,6 @@ def _check_range(
     below = value <= hi if hi_ok else value < hi
     if not (above and below):  # also rejects NaN
         raise ValueError(f"{name} = {value!r} is out of range; allowed: {shown}")
-
-
-def _stratified_take(
-    labels: np.ndarray, pool: np.ndarray, fraction: float, rng: np.random.Generator, keep: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split `pool` (indices into labels) into (taken, rest), per class a seeded random subset.
-
-    Per class of size n: take round-half-up(fraction * n), at least 1 and at most n - keep, so
-    every class is represented on both sides when keep=1. Both outputs are sorted.
-    """
-    shuffled = pool[rng.permutation(len(pool))]
-    # Stable sort by label keeps the random order inside each class.
-    by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]
-    y = labels[by_class]
-    classes, starts, counts = np.unique(y, return_index=True, return_counts=True)
-    take = np.floor(fraction * counts + 0.5).astype(np.int64)
-    take = np.clip(take, 1, np.maximum(counts - keep, 1))
-    rank = np.arange(len(y)) - np.repeat(starts, counts)  # position inside its class
-    chosen = rank < np.repeat(take, counts)
-    return np.sort(by_class[chosen]), np.sort(by_class[~chosen])
 
 
 def _noisy_labels(
@@ -255,27 +234,3 @@ def _ssl_images(
         return select([(raw.train_x, unlab)], raw.mapped)
     data_dir, chans, size = shape
     return convert_images(load_dataset(source, data_dir).train_x, chans, size)
-
-
-def convert_images(x: Tensor, in_chans: int, image_size: int) -> Tensor:
-    """Convert uint8 images [N, C, H, W] to [N, in_chans, image_size, image_size] uint8.
-
-    RGB -> gray uses BT.601 luminance, gray -> RGB repeats the channel; resizing is bilinear
-    with antialiasing (so downscaling averages instead of aliasing).
-    """
-    if x.shape[1] not in (1, 3) or in_chans not in (1, 3):
-        raise ValueError(f"can only convert between 1 and 3 channels, got {x.shape[1]}->{in_chans}")
-    out = torch.empty((len(x), in_chans, image_size, image_size), dtype=torch.uint8)
-    luma = torch.tensor(_LUMA).view(1, 3, 1, 1)
-    for i in range(0, len(x), _CHUNK):
-        chunk = x[i : i + _CHUNK].float()
-        if chunk.shape[1] == 3 and in_chans == 1:
-            chunk = (chunk * luma).sum(1, keepdim=True)
-        elif chunk.shape[1] == 1 and in_chans == 3:
-            chunk = chunk.expand(-1, 3, -1, -1)
-        if chunk.shape[-2:] != (image_size, image_size):
-            chunk = F.interpolate(
-                chunk, size=(image_size, image_size), mode="bilinear", antialias=True
-            )
-        out[i : i + _CHUNK] = chunk.round_().clamp_(0, 255).to(torch.uint8)
-    return out
