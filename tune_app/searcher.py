@@ -16,6 +16,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import Param, SearchSpace
+from tune_app._internals import optuna_search_study, optuna_search_trials, optuna_trial_id
 from tune_app.location import study_url
 from tune_app.scheduler import STOPPED_KEY
 
@@ -180,15 +181,17 @@ class ExperimentSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
-        known = {t._trial_id for t in self._ot_trials.values()}
-        assert self._ot_study is not None  # restore() has just loaded it
-        running = self._ot_study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        self.orphans = [t._trial_id for t in running if t._trial_id not in known]
+        study = optuna_search_study(self)
+        assert study is not None  # restore() has just loaded it
+        known = {t.number for t in optuna_search_trials(self).values()}
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        self.orphans = [optuna_trial_id(t) for t in running if t.number not in known]
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         orphans = getattr(self, "orphans", [])
-        if orphans and trial_id not in self._ot_trials:
-            self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphans.pop(0))
+        trials = optuna_search_trials(self)
+        if orphans and trial_id not in trials:
+            trials[trial_id] = optuna.Trial(optuna_search_study(self), orphans.pop(0))
         return super().suggest(trial_id)
 
 

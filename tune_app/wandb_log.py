@@ -13,30 +13,24 @@ hub, is measured in docs/benchmarks.md, "W&B logging overhead".
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
-import sys
 import time
 import urllib.error
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import urlparse
 
 import ray
 from ray.air.constants import TRAINING_ITERATION
-from ray.air.integrations.wandb import (
-    WANDB_ENV_VAR,
-    WandbLoggerCallback,
-    _QueueItem,
-    _run_wandb_process_run_info_hook,
-    _WandbLoggingActor,
-)
-from ray.air.util.node import _force_on_current_node
+from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from trainers import TrialConfig
+from tune_app import _internals
+from tune_app.scheduler import reported_results
 from tune_app.searcher import resumed_in
+from tune_app.settings import say
+from tune_app.suggestion import suggested_config
 from tune_app.wandb_records import logged_epochs, read_run, run_files
 
 UPLOAD_TIMEOUT_S = 30  # Ctrl-C must not wait Ray's default 30 minutes for uploads
@@ -80,24 +74,17 @@ def resolve_mode(requested: str | None) -> str:
     return "offline"
 
 
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def light_settings() -> Any:
     """W&B settings for a logging actor: no system-metrics sampling, console capture or host
     metadata. Those would describe the logging actor's own process, not the trial (which runs
     elsewhere), and their sampling took CPU from the trials on a small machine."""
-    import wandb
-
-    return wandb.Settings(x_disable_stats=True, x_disable_meta=True, console="off")
+    return _internals.quiet_wandb_settings(console="off")
 
 
 def result_row(result: dict, exclude: list[str], to_config: list[str]) -> tuple[dict, dict]:
     """What W&B gets from one Tune result: Ray's filtering (excluded keys dropped, config keys
     moved to the config, non-numeric values dropped), plus `phase`, a string we log too."""
-    fields = SimpleNamespace(_exclude=set(exclude), _to_config=set(to_config))
-    log, config_update = _WandbLoggingActor._handle_result(fields, result)
+    log, config_update = _internals.wandb_result_row(result, exclude, to_config)
     if isinstance(result.get("phase"), str):
         log["phase"] = result["phase"]
     return log, config_update
@@ -125,16 +112,16 @@ class _WandbHub:
         kind, content = item
         run = self._runs.get(trial_id)
         if run is None:
-            if kind == _QueueItem.END:
+            if kind == _internals.queue_item("END"):
                 return  # nothing was ever logged for it: no run to close
             run = self._runs[trial_id] = self._wandb.init(
                 **start["init"], reinit="create_new", settings=light_settings()
             )
             run.config.update({"trial_log_path": start["logdir"]}, allow_val_change=True)
-            _run_wandb_process_run_info_hook(run)
-        if kind == _QueueItem.END:
+            _internals.run_info_hook(run)
+        if kind == _internals.queue_item("END"):
             self._runs.pop(trial_id).finish()
-        elif kind == _QueueItem.CHECKPOINT:
+        elif kind == _internals.queue_item("CHECKPOINT"):
             artifact = self._wandb.Artifact(name=f"checkpoint_{run.name}", type="model")
             artifact.add_dir(content)
             run.log_artifact(artifact)
@@ -164,9 +151,12 @@ class _HubQueue:
         return self.hub.put.remote(self.trial_id, item, self.start)
 
 
-class TrialLogger(WandbLoggerCallback):
+class TrialLogger(_internals.WandbCallbackHooks, WandbLoggerCallback):
     """One W&B run per trial: id = Ray trial id, named `<pipeline>-<trial id>`, grouped by
-    experiment, config = the full TrialConfig, history = one row per epoch."""
+    experiment, config = the full TrialConfig, history = one row per epoch.
+
+    Ray calls `start_routing`, `signal_end` and `forget` through its private per-trial hooks
+    (`_internals.WandbCallbackHooks`): each trial goes to this phase's one hub actor."""
 
     _hub: Any = None
 
@@ -213,10 +203,8 @@ class TrialLogger(WandbLoggerCallback):
 
     def log_trial_start(self, trial: Any) -> None:
         suggested = dict(trial.config)
-        role = suggested.pop("role", None) or (
-            "search" if suggested.get("pipeline", "mixtraining") == "mixtraining" else "baseline"
-        )
-        config = {**TrialConfig.from_dict({**self.fixed, **suggested}).to_dict(), "role": role}
+        trial_config, role = suggested_config(self.fixed, suggested)
+        config = {**trial_config.to_dict(), "role": role}
         pipeline = config["pipeline"]
         tags = list(dict.fromkeys([*self.tags, pipeline, role]))  # role: search|confirm|baseline
         # Epochs W&B already holds: sent in this session (the actor may not have written them
@@ -234,52 +222,51 @@ class TrialLogger(WandbLoggerCallback):
             allow_val_change=True,
         )
         kwargs.update({k: v for k, v in self.kwargs.items() if k not in kwargs})
-        self._start_logging_actor(
-            trial, [*self._exclude_results, *self.excludes, "config"], **kwargs
-        )
+        exclude = [*_internals.default_excluded_results(), *self.excludes, "config"]
+        self.start_routing(trial, exclude, kwargs)
         self.backfill(trial)
 
-    def _start_logging_actor(self, trial: Any, exclude_results: list[str], **init: Any) -> None:
+    def start_routing(self, trial: Any, exclude: list[str], init: dict[str, Any]) -> None:
         """Route the trial to this phase's hub (started with the first trial) instead of
         starting a logging actor and a queue actor for it."""
-        if trial in self._trial_logging_actors:
+        if _internals.is_routed(self, trial):
             return
         if self._hub is None:
             self._hub = self._new_hub()
         start = {
             "init": {**init, "mode": self.mode, "dir": self.kwargs["wandb_dir"]},
             "logdir": trial.local_path,
-            "exclude": list(exclude_results),
+            "exclude": list(exclude),
             "to_config": list(self.AUTO_CONFIG_KEYS),
         }
         start["init"].pop("wandb_dir", None)
-        self._trial_logging_actors[trial] = self._hub
-        self._trial_queues[trial] = _HubQueue(self._hub, trial.trial_id, start)  # type: ignore[assignment]
+        _internals.route_trial(self, trial, self._hub, _HubQueue(self._hub, trial.trial_id, start))
 
     def _new_hub(self) -> Any:
         """This phase's one logging actor, on the driver's node (as Ray places its own)."""
         env = {k: os.environ[k] for k in (WANDB_ENV_VAR,) if k in os.environ}
+        # Ray's stubs for ray.remote leave node affinity out, though Ray accepts it for actors.
+        # Under Ray client, this node is the client server's (as for Ray's own actors).
+        here: Any = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
         hub_cls = ray.remote(
             num_cpus=0,
-            **_force_on_current_node(),
+            scheduling_strategy=here,
             runtime_env={"env_vars": env},
             max_restarts=-1,
             max_task_retries=-1,
         )(_WandbHub)
         return hub_cls.remote(mode=self.mode, wandb_dir=self.kwargs["wandb_dir"])
 
-    def _signal_logging_actor_stop(self, trial: Any) -> None:
+    def signal_end(self, trial: Any) -> None:
         """The trial's run is finished by the call that carries its end: that call's result
-        is what `_cleanup_logging_actors` waits for (Ray waits on the per-trial actor's loop)."""
-        done = cast(_HubQueue, self._trial_queues[trial]).put((_QueueItem.END, None))
-        self._trial_logging_futures[trial] = done
-        self._logging_future_to_trial[done] = trial
+        is what Ray waits for before it calls `forget` (Ray waits on the per-trial actor's
+        loop)."""
+        queue = cast(_HubQueue, _internals.trial_queue(self, trial))
+        _internals.await_end(self, trial, queue.put((_internals.queue_item("END"), None)))
 
-    def _cleanup_logging_actor(self, trial: Any) -> None:
+    def forget(self, trial: Any) -> None:
         """Forget a finished trial; the hub lives on for the others (Ray kills the actor)."""
-        del self._trial_queues[trial]
-        del self._trial_logging_futures[trial]
-        del self._trial_logging_actors[trial]
+        _internals.unroute_trial(self, trial)
 
     def close_hub(self) -> None:
         """Finish what is still open and stop the hub (at the end of the phase)."""
@@ -296,15 +283,13 @@ class TrialLogger(WandbLoggerCallback):
         """Ray pickles callbacks into tuner.pkl: no actor handles or per-session state."""
         state = dict(self.__dict__)
         state.pop("_hub", None)
-        for k in ("_trial_logging_actors", "_trial_logging_futures", "_logging_future_to_trial",
-                  "_trial_queues"):  # fmt: skip
-            state[k] = {}
+        state.update(_internals.fresh_routing_state())
         return state
 
     def backfill(self, trial: Any) -> None:
         """Send the epochs Ray recorded but W&B lost (a killed driver takes W&B's buffers with
         it, while the trial resumes after its checkpoint): Ray's result.json has them all."""
-        for row in reported_rows(trial):
+        for row in reported_results(trial):
             if row.get("epoch", 0) > self._floor.get(trial.trial_id, 0):
                 self.log_trial_result(row.get("training_iteration", 0), trial, row)
 
@@ -325,7 +310,7 @@ class TrialLogger(WandbLoggerCallback):
             return
         self._caught_up = True
         for trial in trials:
-            if trial.status not in ("TERMINATED", "ERROR") or trial in self._trial_logging_actors:
+            if trial.status not in ("TERMINATED", "ERROR") or _internals.is_routed(self, trial):
                 continue
             last = last_reported_epoch(trial)
             if last > logged_epochs(self.experiment / "wandb", trial.trial_id):
@@ -333,7 +318,7 @@ class TrialLogger(WandbLoggerCallback):
                 self.log_trial_end(trial, failed=trial.status == "ERROR")
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        if trial not in self._trial_logging_actors:
+        if not _internals.is_routed(self, trial):
             self.log_trial_start(trial)
         epoch = result.get("epoch", 0)
         if epoch <= self._floor.get(trial.trial_id, 0):
@@ -342,26 +327,8 @@ class TrialLogger(WandbLoggerCallback):
         super().log_trial_result(iteration, trial, result)
 
 
-def reported_rows(trial: Any) -> list[dict[str, Any]]:
-    """The rows Ray recorded for a trial in its result.json (none if it never reported)."""
-    # trial.path is the trial's folder in the experiment (on any filesystem pyarrow knows);
-    # trial.local_path would be Ray's fresh staging folder.
-    try:
-        with trial.storage.storage_filesystem.open_input_stream(f"{trial.path}/result.json") as f:
-            text = f.read().decode()
-    except (OSError, FileNotFoundError):  # a trial that never reported: nothing to resend
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # blank, or the tail a killed driver left half-written
-            continue
-    return rows
-
-
 def last_reported_epoch(trial: Any) -> int:
-    return int(max((row.get("epoch", 0) for row in reported_rows(trial)), default=0))
+    return int(max((row.get("epoch", 0) for row in reported_results(trial)), default=0))
 
 
 PARETO_PREFIX = "pareto-"

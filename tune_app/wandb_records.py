@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tune_app._internals import wandb_record_class
+
 _HEADER, _BLOCK, _CHUNK_HEADER = 7, 32768, 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
@@ -21,7 +23,8 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 def records(path: Path) -> Iterator[Any]:
     """The protobuf Records of one run file, in order."""
     from google.protobuf.message import DecodeError
-    from wandb.proto import wandb_internal_pb2 as pb
+
+    record_class = wandb_record_class()
 
     data = Path(path).read_bytes()
     if len(data) < _HEADER and b":W&B".startswith(data[:4]):
@@ -43,7 +46,7 @@ def records(path: Path) -> Iterator[Any]:
             continue
         pending = chunk if kind in (FULL, FIRST) else pending + chunk
         if kind in (FULL, LAST):
-            record = pb.Record()
+            record = record_class()
             try:
                 record.ParseFromString(pending)
             except DecodeError:
