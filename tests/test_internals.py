@@ -62,6 +62,24 @@ def restored_callbacks(tuner: Any) -> list[Any]:
     return list(_internals.restored_run_config(tuner).callbacks)
 
 
+def test_trial_storage_is_a_developer_api_with_the_fields_we_read(tmp_path: Path) -> None:
+    """Not private, but "may change without notice between minor versions": the trial's
+    `storage` (tune_app.wandb_log reads result.json through it; tune_app.trial finds the SSL
+    cache through `tune.get_context().get_storage()`)."""
+    import pyarrow.fs
+    from ray import tune
+    from ray.train._internal.storage import StorageContext
+
+    storage = StorageContext(str(tmp_path), "exp", trial_dir_name="t0")
+    why = moved("StorageContext", "ray")
+    assert isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem), why
+    assert storage.experiment_fs_path == (tmp_path / "exp").as_posix(), why
+    assert storage.trial_fs_path == (tmp_path / "exp" / "t0").as_posix(), why
+    assert callable(getattr(tune.get_context(), "get_storage", None)), moved(
+        "TuneContext.get_storage", "ray"
+    )
+
+
 # ------------------------------------------------------------------- Ray's OptunaSearch
 
 
@@ -300,12 +318,11 @@ PRIVATE_ATTRIBUTES = {
 # Known leftovers in files another change is moving: each has an adapter in _internals.py that
 # the file should call instead (then delete its entry here).
 PENDING = {
-    # ray.train._internal.session.get_storage -> ray.tune.get_context().get_storage() (public,
-    # DeveloperAPI in Ray 2.60): no adapter needed.
+    # ssl_cache: ray.train._internal.session.get_storage() -> ray.tune.get_context().get_storage()
+    # (a DeveloperAPI of Ray 2.60, the same call): no adapter needed.
     "tune_app/trial.py": {"ray.train._internal.session"},
     # restored_wandb_mode: -> _internals.restored_run_config(tuner)
     "tune_app/experiment.py": {"_local_tuner", "_remote_tuner"},
-    "tune_app/orchestrate.py": {"_local_tuner", "_remote_tuner"},
 }
 
 
