@@ -178,11 +178,6 @@ def data_bytes(splits: Splits) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
-def trial_peak_gb(config: TrialConfig, splits: Splits, bf16: bool) -> float:
-    """The trial's estimated peak over its phases, in GiB."""
-    return max(phase_peaks(config, splits, bf16).values()) / GB
-
-
 def packing_problem(
     peaks: dict[str, int], share: float, gpu_bytes: int, gpu_name: str
 ) -> str | None:

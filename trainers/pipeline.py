@@ -137,15 +137,9 @@ def cuda_rng_state(device: torch.device) -> torch.Tensor | None:
     return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
-def set_cuda_rng_state(device: torch.device, state: torch.Tensor | list | None) -> None:
-    """Restore `cuda_rng_state`'s output on `device` (nothing on a CPU run). Older checkpoints
-    hold a list, one state per GPU visible then: only this device's entry, if any, is used."""
-    if device.type != "cuda":
-        return
-    if isinstance(state, list):
-        index = device.index or 0
-        state = state[index] if index < len(state) else None
-    if state is not None:
+def set_cuda_rng_state(device: torch.device, state: torch.Tensor | None) -> None:
+    """Restore `cuda_rng_state`'s output on `device` (nothing on a CPU run)."""
+    if device.type == "cuda" and state is not None:
         torch.cuda.set_rng_state(state, device)
 
 
@@ -357,9 +351,9 @@ class Trainer:
         self.epoch = state["epoch"]
         self.latency_s, self.gflops = state["latency_s"], state["gflops"]
         self.step_gflops = dict(state["step_gflops"])
-        self.step_counts = dict(state.get("step_counts", {}))  # absent before calibration
+        self.step_counts = dict(state["step_counts"])
         self.history = list(state["history"])
-        reused = state.get("reused") or {"epochs": 0, "latency_s": 0.0}
+        reused = state["reused"]
         self.reused_epochs, self.reused_latency_s = reused["epochs"], reused["latency_s"]
         if self.mixer is not None:
             self.mixer.load_state_dict(state["mixer"])

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: search_spaces uses phase_plan and must not load torch
     from torch import Tensor
 
-PHASES = ("ssl", "mix", "sl")
-
 
 def phase_plan(epochs_ssl: int, epochs_sl: int, rho: float) -> list[tuple[str, int]]:
     """The three phases as data: `[("ssl", n), ("mix", e_mix), ("sl", m)]`.
