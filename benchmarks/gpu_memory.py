@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 
+from benchmarks.common import shaped_splits
 from benchmarks.report import markdown_table, record
 from search_spaces import load_space
-from trainers.memory import FRAGMENTATION, GB, phase_peaks, shaped_splits
+from trainers.memory import FRAGMENTATION, GB, phase_peaks
 
 SPACES = {  # name -> (training images, image size, classes)
     "vit_tiny_cifar10": (50_000, 32, 10),

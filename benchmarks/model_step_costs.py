@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
+from benchmarks.common import fake_batch, median_seconds, train_step_fn
 from benchmarks.report import markdown_table, record
-from trainers.calibrate import fake_batch, median_seconds, train_step_fn
 from trainers.models import create_model, model_summary
 
 # (model, image size, channels, create_model options): presets at their CPU sizes, and two

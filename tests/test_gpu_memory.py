@@ -5,17 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.common import shaped_splits
 from search_spaces import load_space
 from tests.helpers import SPACE, TINY_RUN
 from trainers import TrialConfig
-from trainers.memory import (
-    GB,
-    GpuShapes,
-    packing_problem,
-    phase_peaks,
-    saved_activation_bytes,
-    shaped_splits,
-)
+from trainers.memory import GB, GpuShapes, packing_problem, phase_peaks, saved_activation_bytes
 from trainers.models import create_model
 from trainers.steps import Batch, step_loss
 from tune_app.settings import UserInputError

@@ -21,16 +21,11 @@ import pytest
 import torch
 
 import trainers.pipeline
+from benchmarks.common import shaped_splits
 from search_spaces import load_space
 from tests.packed_trials import run_packed, synthetic_splits
 from trainers import TrialConfig
-from trainers.memory import (
-    CUDA_CONTEXT_BYTES,
-    FRAGMENTATION,
-    packing_problem,
-    phase_peaks,
-    shaped_splits,
-)
+from trainers.memory import CUDA_CONTEXT_BYTES, FRAGMENTATION, packing_problem, phase_peaks
 from trainers.pipeline import Trainer
 from trainers.runtime import resolve_bf16, resolve_runtime
 from trainers.steps import Batch, count_step_gflops

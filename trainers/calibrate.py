@@ -25,7 +25,7 @@ import torch
 from trainers.accel import InputMixer
 from trainers.config import TrialConfig
 from trainers.errors import SetupError
-from trainers.models import MixModel, create_model
+from trainers.models import MixModel
 from trainers.pipeline import Trainer
 from trainers.runtime import available_cpus, resolve_device, resolve_runtime, synchronize
 from trainers.steps import Batch, mixed_batches, step_loss
@@ -36,17 +36,7 @@ from trainers.steps import Batch, mixed_batches, step_loss
 WARMUP_STEPS, MEASURED_STEPS = 5, 60
 
 
-# ---------------------------------------------------------------- timing (shared with benchmarks)
-
-
-def fake_batch(
-    batch: int, chans: int, size: int, classes: int = 10, seed: int = 0, device: str = "cpu"
-) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(batch, chans, size, size, generator=g).to(device),
-        torch.randint(0, classes, (batch,), generator=g).to(device),
-    )
+# ------------------------------------------------------- timing (benchmarks/common.py builds on it)
 
 
 def step_times(
@@ -119,12 +109,6 @@ class OthersBusy:
         return time.monotonic(), busy, int(own[11]) + int(own[12])  # utime + stime
 
 
-def median_seconds(
-    fn: Callable[[], None], repeats: int, warmup: int = 2, device: str = "cpu"
-) -> float:
-    return statistics.median(step_times(fn, repeats, warmup, device))
-
-
 def train_step_fn(
     model: MixModel,
     kind: str,
@@ -148,14 +132,6 @@ def train_step_fn(
             torch.cuda.synchronize()
 
     return step
-
-
-def build(
-    name: str, size: int, chans: int, seed: int = 0, classes: int = 10, device: str = "cpu"
-) -> MixModel:
-    torch.manual_seed(seed)
-    model = create_model(name, num_classes=classes, image_size=size, in_chans=chans)
-    return model.to(device).train()
 
 
 # ---------------------------------------------------------------- calibration

@@ -145,31 +145,6 @@ def meta_batch(config: TrialConfig, splits: Splits, phase: str) -> Batch:
     return Batch(x, y)
 
 
-def shaped_splits(train: int, val: int, ssl: int, chans: int, size: int, classes: int) -> Splits:
-    """Splits with the given sizes on `meta`: what the estimate needs, without the dataset."""
-
-    def images(n: int) -> torch.Tensor:
-        return torch.empty(n, chans, size, size, dtype=torch.uint8, device="meta")
-
-    def labels(n: int) -> torch.Tensor:
-        return torch.empty(n, dtype=torch.long, device="meta")
-
-    return Splits(
-        train_x=images(train),
-        train_y=labels(train),
-        val_x=images(val),
-        val_y=labels(val),
-        test_x=images(0),
-        test_y=labels(0),
-        ssl_x=images(ssl) if ssl else None,
-        num_classes=classes,
-        in_chans=chans,
-        image_size=size,
-        mean=(0.5,) * chans,
-        std=(0.25,) * chans,
-    )
-
-
 def data_bytes(splits: Splits) -> int:
     """The uint8 images and labels the trainer keeps on the device (a `Rows` view of a memory
     map stays on the host: only its batches reach the device)."""
