@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from trainers.config import SL_ACCELS
 from trainers.runtime import host
 
 R_MIN = 0.2
-ACCELS = ("none", "mixup", "cutmix", "skip")
 STATE_KEYS = ("loss", "prev", "correct", "mixed", "region3", "mean_sum", "mean_count")
 
 
@@ -167,8 +167,8 @@ def check_accel(mode: str, n: int, skip_fraction: float) -> None:
     Raises:
         ValueError: an unknown mode, or `skip` settings that keep no sample of the pool.
     """
-    if mode not in ACCELS:
-        raise ValueError(f"sl_accel must be one of {', '.join(ACCELS)}, got {mode!r}")
+    if mode not in SL_ACCELS:
+        raise ValueError(f"sl_accel must be one of {', '.join(SL_ACCELS)}, got {mode!r}")
     if mode == "skip" and skip_kept(n, skip_fraction) < 1:
         raise ValueError(
             f"sl_skip_fraction: {skip_fraction!r} with sl_accel: skip keeps no sample of the "
