@@ -8,6 +8,7 @@ import tempfile
 import pytest
 
 from tune_app.driver import RAY_ENV
+from tune_app.orchestrate import CALIBRATION_STEPS_ENV
 
 # Nothing listens on port 9 of this machine: a test that tries to reach W&B fails locally, and a
 # developer's `wandb login` (~/.netrc for api.wandb.ai) does not match this host, so tune-app's
@@ -25,6 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["WANDB_MODE"] = "disabled"
     # Prepared image folders go to a temp folder of this session, never the user's cache.
     os.environ["TUNE_APP_DATA_CACHE"] = tempfile.mkdtemp(prefix="tune-app-data-cache-")
+    # A search's step-cost calibration measures a few steps per kind, not 60: the tests need a
+    # table, not a precise one (tests of the calibration itself pass their own step counts).
+    os.environ.setdefault(CALIBRATION_STEPS_ENV, "5")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,13 +17,13 @@ import hashlib
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from trainers.config import TrialConfig
+from trainers.files import write_atomic
 from trainers.runtime import Runtime
 
 FORMAT = 1
@@ -99,10 +99,8 @@ class SSLCache:
         target = self.path(key, epoch)
         if target.exists():
             return  # same key, same epoch: the same bits, written by another trial
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        torch.save({"format": FORMAT, "key": key, "epoch": epoch, "state": state}, tmp)
-        os.replace(tmp, target)  # atomic: readers see nothing or the whole file
+        entry = {"format": FORMAT, "key": key, "epoch": epoch, "state": state}
+        write_atomic(target, lambda tmp: torch.save(entry, tmp))  # readers: nothing or all
 
     def load(self, key: str, epoch: int) -> dict[str, Any] | None:
         """The state after SSL epoch `epoch`, or None when missing, torn or not ours."""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 MAX_FAILURES = 2  # a crashed trial is retried from its last checkpoint this many times
 # Test-only: crash each trial once after epoch N (the marker file makes it "once").
 CRASH_AT_EPOCH_ENV, CRASH_MARKER_ENV = "TUNE_APP_TEST_CRASH_AT_EPOCH", "TUNE_APP_TEST_CRASH_MARKER"
+CALIBRATION_STEPS_ENV = "TUNE_APP_CALIBRATION_STEPS"
 
 
 def trial_dirname(trial: Trial) -> str:
@@ -121,13 +122,30 @@ def step_costs(space: SearchSpace, experiment: Path) -> Tables:
     try:
         types = node_types(probe_node_types(space))
         calibrations = experiment_calibrations(
-            space, fixed, experiment, types, on_trial_slots(space), before=calibrating
+            space,
+            fixed,
+            experiment,
+            types,
+            on_trial_slots(space),
+            steps=calibration_steps(),
+            before=calibrating,
         )
     except (SetupError, ValueError) as e:  # missing data or device, unreadable calibration.json
         raise UserInputError(f"{space.source}: step-cost calibration: {e}") from e
     for warning in busy_warnings(calibrations):
         say(f"tune-app search: {warning}")
     return tables(calibrations)
+
+
+def calibration_steps() -> int | None:
+    """Steps measured per step kind: `TUNE_APP_CALIBRATION_STEPS` (a developer's setting: the
+    test suite's searches need a table, not a precise one), else the calibration's default."""
+    value = os.environ.get(CALIBRATION_STEPS_ENV)
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UserInputError(f"{CALIBRATION_STEPS_ENV}={value!r}: a whole number >= 1 is needed")
+    return int(value)
 
 
 def calibrating(keys: list[str]) -> None:

@@ -13,6 +13,7 @@ from analysis.configs import BASIS_TEXT, config_id
 from analysis.load import FINAL_METRICS
 from search_spaces import SearchSpace
 from trainers import plan_for
+from trainers.files import write_atomic
 from tune_app.scheduler import STOPPED_KEY
 from tune_app.suggestion import space_settings, suggested_config
 
@@ -71,11 +72,9 @@ def trial_row(
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
-    """Write trials.parquet atomically (a temp name, then rename)."""
+    """Write trials.parquet atomically (`trainers.files.write_atomic`)."""
     table = pd.DataFrame(rows)
-    tmp = path.with_suffix(".parquet.tmp")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
     return table
 
 

@@ -40,7 +40,7 @@ def resolve_space(
         raise UserInputError(str(e)) from e
 
 
-def dry_run_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
+def experiment_plan(space: SearchSpace, where: Location) -> dict[str, Any]:
     from tune_app.searcher import baseline_configs
 
     return {
@@ -214,7 +214,7 @@ def search_command(
     if not resume:
         note_rho_without_mix(space)
     if dry_run:
-        print(to_json(dry_run_plan(space, where)))
+        print(to_json(experiment_plan(space, where)))
         return 0
     # One driver per experiment: the checks below and everything after run under the claim, so
     # two drivers can never both find the name free (or both resume it).

@@ -13,6 +13,7 @@ import yaml
 
 # The YAML reader and writer live in the lower layer; re-exported for the CLI modules.
 from search_spaces.loader import dump_yaml, load_yaml  # noqa: F401
+from trainers.files import write_text_atomic  # noqa: F401  (the one atomic write)
 
 
 class UserInputError(Exception):
@@ -112,15 +113,6 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
 def to_json(data: Any) -> str:
     """Indented JSON; values JSON does not know (paths) become strings."""
     return json.dumps(data, indent=2, sort_keys=False, default=str)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary name beside it, then rename: a reader or a
-    crash sees the old file or the new one, never half of it. Creates missing parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def say(text: str) -> None:

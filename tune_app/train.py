@@ -9,7 +9,6 @@ Nothing is written before the config and data have been checked.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from trainers import ConfigError, SetupError, TrialConfig, plan_for, run
 from trainers.calibrate import run_hardware_key
+from trainers.files import write_atomic
 from trainers.pipeline import same_recipe
 from tune_app.checkpoints import CheckpointError, load_state
 from tune_app.claim import claim
@@ -46,16 +46,14 @@ def load_config(path: str, overrides: tuple[str, ...] = ()) -> TrialConfig:
         raise UserInputError(f"{path}: {e}") from e
 
 
-def dry_run_plan(config: TrialConfig) -> dict[str, Any]:
+def trial_plan(config: TrialConfig) -> dict[str, Any]:
     phases = [{"name": name, "epochs": epochs} for name, epochs in plan_for(config)]
     return {"config": config.to_dict(), "phases": phases}
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name, then rename: a crash never leaves half a checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through `trainers.files.write_atomic`: a crash never leaves half a checkpoint."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 class RunFolder:
@@ -128,7 +126,7 @@ def train_command(
     """Body of `tune-app train`. Returns the exit code; raises UserInputError for bad input."""
     config = load_config(config_path, overrides)
     if dry_run:
-        print(to_json(dry_run_plan(config)))
+        print(to_json(trial_plan(config)))
         return 0
     folder = check_out_path(out or Path("runs") / Path(config_path).stem, "--out", folder=True)
     with claim(folder, "run folder"):  # one process per run folder, before reading anything
@@ -162,8 +160,6 @@ def train_in(folder: Path, config: TrialConfig, config_path: str, resume: bool) 
         final = run(config, runner.report, checkpoint, run_step_costs(config, folder, checkpoint))
     except SetupError as e:  # raised before any epoch ran: missing data, settings data rejects
         raise UserInputError(f"{config_path}: {e}") from e
-    tmp = folder / "metrics.json.tmp"
-    tmp.write_text(to_json(final) + "\n")
-    os.replace(tmp, folder / "metrics.json")
+    write_text_atomic(folder / "metrics.json", to_json(final) + "\n")
     print(to_json(final))
     return 0
