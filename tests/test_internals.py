@@ -317,13 +317,7 @@ PRIVATE_ATTRIBUTES = {
 }
 # Known leftovers in files another change is moving: each has an adapter in _internals.py that
 # the file should call instead (then delete its entry here).
-PENDING = {
-    # ssl_cache: ray.train._internal.session.get_storage() -> ray.tune.get_context().get_storage()
-    # (a DeveloperAPI of Ray 2.60, the same call): no adapter needed.
-    "tune_app/trial.py": {"ray.train._internal.session"},
-    # restored_wandb_mode: -> _internals.restored_run_config(tuner)
-    "tune_app/experiment.py": {"_local_tuner", "_remote_tuner"},
-}
+PENDING: dict[str, set[str]] = {}
 
 
 def private_uses(path: Path) -> set[str]:

@@ -318,15 +318,10 @@ def restored_wandb_mode(tuner: tune.Tuner) -> str:
     confirmation phase that starts in this session builds its own, which must match them (same
     mode, so the confirmation trials join the experiment's W&B group like a first run's would).
     """
+    from tune_app._internals import restored_run_config
     from tune_app.wandb_log import TrialLogger
 
-    internal = tuner._local_tuner  # Ray keeps the run config here (no public accessor)
-    run_config: Any = (
-        internal.get_run_config()
-        if internal is not None
-        # Ray client (ray://): the tuner lives in an actor on the cluster
-        else ray.get(tuner._remote_tuner.get_run_config.remote())  # type: ignore[union-attr]
-    )
+    run_config = restored_run_config(tuner)
     found = [c for c in run_config.callbacks or () if isinstance(c, TrialLogger)]
     return found[0].mode if found else "disabled"
 

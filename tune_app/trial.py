@@ -138,9 +138,7 @@ def restored_state() -> dict[str, Any] | None:
 def ssl_cache() -> SSLCache | None:
     """The experiment's shared SSL cache, when Ray's storage is a folder this node can write
     (a local or NFS path; on an object store the trial trains its SSL phase itself)."""
-    from ray.train._internal.session import get_storage  # Ray's own storage of this trial
-
-    storage = get_storage()
+    storage = tune.get_context().get_storage()  # Ray's own storage of this trial
     if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
         return None
     return SSLCache(os.path.join(storage.experiment_fs_path, SSL_CACHE_DIR))
