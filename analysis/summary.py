@@ -88,8 +88,13 @@ def left_out_reason(table: pd.DataFrame, metrics: list[str]) -> pd.Series:
 
 
 def without_mix_epoch(table: pd.DataFrame, space: dict) -> pd.Series:
-    """Per row: True for a MixTraining trial whose plan has no MIX epoch, i.e.
-    floor(rho * min(epochs_ssl, epochs_sl)) == 0 (trainers.plan): it trained as SSL+SL does."""
+    """Per row: True for a MixTraining trial whose plan has no MIX epoch: it trained as SSL+SL
+    does.
+
+    Read off the trial's own plan, not recomputed (its MIX length is trainers.plan's to say):
+    each MIX epoch replaces one SSL and one SL epoch, so a plan without one has
+    `epochs_planned == epochs_ssl + epochs_sl`.
+    """
     trainer = space.get("trainer") or {}
 
     def column(name: str) -> pd.Series:
@@ -97,8 +102,8 @@ def without_mix_epoch(table: pd.DataFrame, space: dict) -> pd.Series:
             return pd.to_numeric(table[name], errors="coerce").astype(float)
         return pd.Series(float(trainer.get(name, np.nan)), index=table.index)
 
-    epochs = np.minimum(column("epochs_ssl"), column("epochs_sl"))
-    return (table["pipeline"] == MIX) & (np.floor(column("rho") * epochs + 1e-9) == 0)
+    separate = column("epochs_ssl") + column("epochs_sl")
+    return (table["pipeline"] == MIX) & (column("epochs_planned") == separate)
 
 
 def baseline_stats(done: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, dict]]:

@@ -29,7 +29,7 @@ from analysis import (
 )
 from analysis.hypervolume import hypervolume_slicing
 from analysis.plots import front_steps, plot_axes, plot_data
-from trainers import TrialConfig
+from trainers import TrialConfig, plan_for
 from tune_app.cli import main
 
 KNOBS = ("alpha", "rho", "lam", "anneal")
@@ -222,13 +222,14 @@ def trial(tid: str, acc: float | None, lat: float | None, pipeline: str = "mixtr
     """One trials.parquet row as docs/internal-interfaces.md documents it."""
     if pipeline == "mixtraining":
         knobs = {"alpha": 0.5, "rho": 0.5, "lam": 0.7, "anneal": "none", **knobs}
-    settings = config_of(pipeline, seed, **knobs).to_dict()
+    config = config_of(pipeline, seed, **knobs)
+    settings = config.to_dict()
     row = {"trial_id": tid, "pipeline": pipeline, "seed": seed, "status": status}
     for k in KNOBS:
         value = settings.pop(k)
         row[k] = value if pipeline == "mixtraining" else None
     settings.pop("pipeline"), settings.pop("seed")
-    planned = 2 if pipeline == "sl" else 4
+    planned = sum(epochs for _, epochs in plan_for(config))
     done = planned if done is None else done
     row.update(settings)
     row.update({"epochs_done": done, "epochs_planned": planned})
