@@ -39,11 +39,13 @@ BRIEF_STEPS = 5  # per step kind; a search calibrates longer (trainers.calibrate
 
 def load_config(path: str, overrides: tuple[str, ...] = ()) -> TrialConfig:
     """The config file plus `--set` overrides, validated; errors name the file and field."""
-    values = {**read_mapping(path), **parse_set(overrides)}
+    given = parse_set(overrides)
+    values = {**read_mapping(path), **given}
     try:
         return TrialConfig.from_dict(values)
     except ConfigError as e:
-        raise UserInputError(f"{path}: {e}") from e
+        field = str(e).split(":", 1)[0]  # the message starts with the field it is about
+        raise UserInputError(f"{'--set' if field in given else path}: {e}") from e
 
 
 def trial_plan(config: TrialConfig) -> dict[str, Any]:
