@@ -10,6 +10,7 @@ fine-tuning step of the classic pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -143,6 +144,60 @@ def set_cuda_rng_state(device: torch.device, state: torch.Tensor | None) -> None
         torch.cuda.set_rng_state(state, device)
 
 
+class EpochClock:
+    """An epoch's training seconds: the wall clock with the device's queue drained at both ends,
+    less the spans spent `paused` (work that is not training, e.g. the FLOP probe)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        synchronize(device)
+        self.start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        synchronize(self.device)
+        paused = time.perf_counter()
+        yield
+        synchronize(self.device)  # the paused work's GPU queue is not training either
+        self.start += time.perf_counter() - paused
+
+    def stop(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter() - self.start
+
+
+class EpochTally:
+    """An epoch's loss sums (kept on the device: one read at the end), steps and images."""
+
+    KEYS = ("loss", "loss_ssl", "loss_sl")
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = self.images = 0
+
+    def add(self, losses: dict[str, torch.Tensor], batch: Batch) -> None:
+        for k in self.KEYS:
+            if k in losses:
+                self.sums[k] = self.sums.get(k, 0.0) + losses[k].detach().float()
+        self.steps += 1
+        self.images += len(batch.x)
+
+    def means(self, phase: str, epoch: int) -> dict[str, float]:
+        """Mean losses of the epoch (the epoch's one loss read).
+
+        Raises:
+            NonFiniteLossError: a mean is NaN or infinite.
+        """
+        totals = host(torch.stack(list(self.sums.values()))).tolist()
+        means = {k: v / self.steps for k, v in zip(self.sums, totals, strict=True)}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise NonFiniteLossError(
+                f"non-finite loss in phase {phase!r}, epoch {epoch}: "
+                f"{means}; lower the learning rate or check the data"
+            )
+        return means
+
+
 class Trainer:
     """Holds one run's state; `run()` below is the public entry point."""
 
@@ -229,64 +284,73 @@ class Trainer:
         return sum(self.data.steps(p) for p in segment)
 
     def train_epoch(self, phase: str) -> dict[str, float]:
-        """One epoch of `phase`; returns mean losses and the epoch's training time."""
-        c, model, opt = self.config, self.model, self.optimizer
-        mix_total = self.phases.count("mix") * self.data.steps("mix")
-        mix_offset = self.mix_step_offset()
-        sums: dict[str, torch.Tensor] = {}
-        steps = images = 0
-        synchronize(self.rt.device)
-        start = time.perf_counter()
+        """One epoch of `phase`; returns mean losses and the epoch's training time.
+
+        One job per block, as MAE's `train_one_epoch`: the clock times the epoch (less the FLOP
+        probe), each step trains, then records what mixTrain and the step-cost pricing need,
+        then adds to the epoch's sums; the LR rewind and the means close the epoch.
+        """
+        alpha, tally = self.alpha_schedule(phase), EpochTally()
+        clock = EpochClock(self.rt.device)
         for i, batch in enumerate(self.batches(phase)):
             if phase not in self.step_gflops:  # counted untimed, on a copy (see steps.py)
-                synchronize(self.rt.device)
-                paused = time.perf_counter()
-                gflops = count_step_gflops(model, phase, batch, self.rt.autocast)
-                self.step_gflops[phase] = gflops / len(batch.x)  # per image
-                synchronize(self.rt.device)  # the counting pass's GPU work is not training
-                start += time.perf_counter() - paused
-            alpha = (
-                alpha_at(c.alpha, c.anneal, mix_offset + i, mix_total) if phase == "mix" else 0.0
-            )
-            with self.rt.autocast():
-                losses = step_loss(model, phase, batch, alpha)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            self.scheduler.step()
-            if batch.items is not None:
-                it = batch.items
-                self.mixer.record(
-                    it.a, it.b, losses["item_loss_a"], losses["item_loss_b"], losses["correct_a"]
-                )
-            for k in ("loss", "loss_ssl", "loss_sl"):
-                if k in losses:
-                    sums[k] = sums.get(k, 0.0) + losses[k].detach().float()
-            steps += 1
-            images += len(batch.x)
-            mode = batch.mode if batch.items is not None else None
-            kind = step_kind(phase, model.mix_pass, mode)
-            self.step_counts[kind] = self.step_counts.get(kind, 0) + 1
-        if phase == "sl" and self.mixer is not None:
-            # A mixed epoch has fewer (or, keeping its last partial batch, one more) steps than
-            # planned: put the LR schedule back where a run without mixing would be.
-            self.scheduler.last_epoch = self.planned_steps_done() - 1
-            self.scheduler.step()
-        synchronize(self.rt.device)
-        elapsed = time.perf_counter() - start
-        totals = host(torch.stack(list(sums.values()))).tolist()  # the epoch's one loss read
-        means = {k: v / steps for k, v in zip(sums, totals, strict=True)}
-        if not all(math.isfinite(v) for v in means.values()):
-            raise NonFiniteLossError(
-                f"non-finite loss in phase {phase!r}, epoch {self.epoch + 1}: "
-                f"{means}; lower the learning rate or check the data"
-            )
-        self.gflops += self.step_gflops[phase] * images
-        out = {**means, "train_s": elapsed, "images": images}
+                with clock.paused():
+                    self.probe_flops(phase, batch)
+            losses = self.train_step(phase, batch, alpha(i))
+            self.record_step(phase, batch, losses)
+            tally.add(losses, batch)
+        self.rewind_lr(phase)
+        elapsed = clock.stop()
+        means = tally.means(phase, self.epoch + 1)
+        self.gflops += self.step_gflops[phase] * tally.images
+        out = {**means, "train_s": elapsed, "images": tally.images}
         if phase == "sl" and self.mixer is not None:
             out["mixed_fraction"] = self.mixer.mixed_fraction
             self.mixer.end_epoch()
         return out
+
+    def alpha_schedule(self, phase: str) -> Callable[[int], float]:
+        """The SSL loss weight of the epoch's `i`-th step: annealed over the MIX phase, else 0."""
+        if phase != "mix":
+            return lambda i: 0.0
+        c = self.config
+        total = self.phases.count("mix") * self.data.steps("mix")
+        offset = self.mix_step_offset()
+        return lambda i: alpha_at(c.alpha, c.anneal, offset + i, total)
+
+    def probe_flops(self, phase: str, batch: Batch) -> None:
+        """Count the FLOPs per image of one step of `phase` (once per phase, on a copy)."""
+        gflops = count_step_gflops(self.model, phase, batch, self.rt.autocast)
+        self.step_gflops[phase] = gflops / len(batch.x)
+
+    def train_step(self, phase: str, batch: Batch, alpha: float) -> dict[str, torch.Tensor]:
+        """Forward, backward, optimiser and LR scheduler step; returns the step's losses."""
+        with self.rt.autocast():
+            losses = step_loss(self.model, phase, batch, alpha)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return losses
+
+    def record_step(self, phase: str, batch: Batch, losses: dict[str, torch.Tensor]) -> None:
+        """What a step leaves behind: mixTrain's per-item losses, and the step counted by kind
+        (priced by `step_costs`)."""
+        if batch.items is not None:
+            it = batch.items
+            self.mixer.record(
+                it.a, it.b, losses["item_loss_a"], losses["item_loss_b"], losses["correct_a"]
+            )
+        mode = batch.mode if batch.items is not None else None
+        kind = step_kind(phase, self.model.mix_pass, mode)
+        self.step_counts[kind] = self.step_counts.get(kind, 0) + 1
+
+    def rewind_lr(self, phase: str) -> None:
+        """A mixed epoch has fewer (or, keeping its last partial batch, one more) steps than
+        planned: put the LR schedule back where a run without mixing would be."""
+        if phase == "sl" and self.mixer is not None:
+            self.scheduler.last_epoch = self.planned_steps_done() - 1
+            self.scheduler.step()
 
     def run_epoch(self) -> dict[str, Any]:
         phase = self.phases[self.epoch]
