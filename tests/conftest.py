@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,12 +51,99 @@ def _no_real_wandb(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WANDB_MODE", "offline" if offline else "disabled")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+def ensure_ray() -> Any:
+    """This test process's Ray: started by the first test that asks, kept for the rest of the
+    session (one start per pytest process, not one per module), stopped at the session's end.
+    A search run in-process joins it, as `tune-app search` joins a running Ray."""
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+    if not ray.is_initialized():
+        # "local": a private Ray, never another test process's (`ray.init()` alone joins the
+        # cluster the machine started last, e.g. a parallel test worker's).
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    return ray
+
+
+@pytest.fixture
+def local_ray():
+    return ensure_ray()
+
+
+@dataclass(frozen=True)
+class FinishedSearch:
+    """A small search that ran to its end: the folder, what the driver wrote on stderr, and how
+    many W&B logging hubs it started."""
+
+    experiment: Path
+    err: str
+    hubs: int
+
+    def copy_to(self, folder: Path) -> Path:
+        """A copy of the experiment to write into (analyze, export, wandb sync)."""
+        target = folder / self.experiment.name
+        shutil.copytree(self.experiment, target)
+        return target
+
+
+# The key a test search is "logged in" with: W&B is unreachable from the tests, so the default
+# mode must find it, say so, and log offline, and never write the key anywhere.
+FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="session")
+def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
+    """One finished search for the tests that only read one (mark them
+    `@pytest.mark.xdist_group("finished_search")` so one worker runs it once): the shared tiny
+    space (3 sampled trials, the sl and ssl_sl baselines, then the best 2 configurations again
+    with seed 1 as a confirmation phase: 7 trials), W&B's default mode with a key it cannot use
+    (so offline runs, project `tune-app-test`, tag `ci`). Never write into it: copy it first
+    (`copy_to`)."""
+    import contextlib
+    import io
+
+    import yaml
+    from helpers import SPACE
+
+    from tune_app.cli import main
+    from tune_app.wandb_log import TrialLogger
+
+    ensure_ray()
+    root = tmp_path_factory.mktemp("finished_search")
+    path = root / "w.yaml"
+    wandb = {"project": "tune-app-test", "tags": ["ci"]}
+    search = {**SPACE["search"], "confirm": {"top_k": 2, "seeds": [1]}}
+    path.write_text(yaml.safe_dump({**SPACE, "search": search, "wandb": wandb}))
+    hubs: list[object] = []  # logging actors started: one a phase, not one a trial
+    new_hub = TrialLogger._new_hub
+
+    def counted(self: TrialLogger) -> object:
+        hubs.append(new_hub(self))
+        return hubs[-1]
+
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as m, contextlib.redirect_stderr(err):
+        m.setenv("HOME", str(root / "home"))
+        m.setenv("WANDB_API_KEY", FAKE_WANDB_KEY)
+        m.setenv("WANDB_MODE", "offline")
+        m.setattr(TrialLogger, "_new_hub", counted)
+        code = main(["search", "--space", str(path), "--storage-path", str(root), "--name", "w"])
+    assert code == 0, err.getvalue()[-3000:]
+    return FinishedSearch(root / "w", err.getvalue(), len(hubs))
+
+
+def stop_ray() -> None:
+    """Stop this process's Ray, if one runs: for a test that needs none, or a cluster of its own."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def no_ray() -> None:
+    stop_ray()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_ray()

@@ -20,7 +20,10 @@ def two_nodes():
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
     import ray
+    from conftest import stop_ray
     from ray.cluster_utils import Cluster
+
+    stop_ray()  # the session's single-node Ray, if an earlier test started it
 
     cluster = Cluster(
         initialize_head=True,

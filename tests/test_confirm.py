@@ -93,19 +93,14 @@ def test_plan_skips_pairs_already_run(tmp_path: Path) -> None:
     assert set(configs[0]) == {"alpha", "rho", "lam", "anneal", "pipeline", "seed", "role"}
 
 
-def search(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(CONFIRMED))
-    args = ["search", "--space", str(path), "--storage-path", str(tmp_path / "exp")]
-    assert main([*args, "--name", "c", "--wandb", "disabled"]) == 0
-    return tmp_path / "exp" / "c"
-
-
 @pytest.mark.wandb_offline
-def test_search_then_confirm_command(local_ray, tmp_path: Path) -> None:
-    experiment = search(tmp_path)
+@pytest.mark.xdist_group("finished_search")
+def test_search_then_confirm_command(finished_search, tmp_path: Path) -> None:
+    """The shared search confirms its best 2 configurations with seed 1, then `tune-app
+    confirm` adds seed 2 (in a copy: it writes into the experiment)."""
+    experiment = finished_search.copy_to(tmp_path)
     table = pd.read_parquet(experiment / "trials.parquet")
-    assert sorted(table["role"]) == ["confirm"] * 2 + ["search"] * 3
+    assert sorted(table["role"]) == ["baseline"] * 2 + ["confirm"] * 2 + ["search"] * 3
     assert table["complete"].all() and table["trial_id"].is_unique
     found, confirm = table[table["role"] == "search"], table[table["role"] == "confirm"]
     assert (confirm["seed"] == 1).all() and (found["seed"] != 1).all()
@@ -118,7 +113,7 @@ def test_search_then_confirm_command(local_ray, tmp_path: Path) -> None:
         assert (row["alpha"], row["anneal"]) == (twin.alpha, twin.anneal)
     # Optuna's study holds the sampled points only
     storage = optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}")
-    study = optuna.load_study(study_name="c", storage=storage)
+    study = optuna.load_study(study_name="w", storage=storage)
     assert len(study.trials) == 3
     assert {round(t.params["alpha"], 9) for t in study.trials} == set(found["alpha"].round(9))
     assert (experiment / "confirm" / "tuner.pkl").exists()
@@ -131,13 +126,13 @@ def test_search_then_confirm_command(local_ray, tmp_path: Path) -> None:
     for trial_id in confirm[confirm["seed"] == 2]["trial_id"]:  # the role reaches W&B as a tag
         (run_file,) = run_files(experiment / "wandb", trial_id)
         assert {"mixtraining", "confirm"} <= set(read_run(run_file).tags)
-    assert len(table) == 7 and table["complete"].all()
+    assert len(table) == 9 and table["complete"].all()
     pairs = sorted(zip(confirm["config_id"], confirm["seed"], strict=True))
     assert pairs == sorted(itertools.product(best["config_id"], [1, 2]))
     assert main(args) == 0
-    assert len(pd.read_parquet(experiment / "trials.parquet")) == 7
+    assert len(pd.read_parquet(experiment / "trials.parquet")) == 9
     assert not (experiment / "confirm-3").exists()
-    assert len(optuna.load_study(study_name="c", storage=storage).trials) == 3
+    assert len(optuna.load_study(study_name="w", storage=storage).trials) == 3
 
 
 def test_confirm_rejects_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys) -> None:

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import SPACE as HELPER_SPACE
 from test_analysis import (
     FINISHED,
     FRONT_IDS,
@@ -252,18 +251,10 @@ def test_export_from_ray_files_fills_the_space_settings(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- end to end with a real Ray
 
-# The shared tiny search space, with two searched trials (the Ray fixture is in conftest.py).
-SPACE = {**HELPER_SPACE, "search": {**HELPER_SPACE["search"], "num_samples": 2}}
 
-
-def test_search_analyze_export_train_reproduces_the_trial(local_ray, tmp_path: Path, capsys):
-    space = tmp_path / "tiny.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    storage = tmp_path / "exp"
-    # W&B plays no part in what this test checks: disabled, whatever the developer's login.
-    search = ["search", "--space", str(space), "--storage-path", str(storage), "--name", "e"]
-    assert main([*search, "--wandb", "disabled"]) == 0
-    exp = storage / "e"
+@pytest.mark.xdist_group("finished_search")
+def test_search_analyze_export_train_reproduces_the_trial(finished_search, tmp_path: Path, capsys):
+    exp = finished_search.copy_to(tmp_path)  # analyze writes into it
     assert main(["analyze", str(exp)]) == 0
     assert (exp / "analysis" / "pareto.png").stat().st_size > 0
     knee_id = json.loads((exp / "analysis" / "summary.json").read_text())["knee"]["trial_ids"][0]

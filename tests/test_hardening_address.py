@@ -35,7 +35,9 @@ def test_without_address_the_driver_starts_a_private_ray(monkeypatch) -> None:
     assert given["address"] == "auto"  # an explicit --address is passed through
 
 
-def test_address_auto_without_a_cluster_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_address_auto_without_a_cluster_exits_2(
+    no_ray, tmp_path: Path, monkeypatch, capsys
+) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # No cluster anywhere: as Ray finds it on a machine where none runs (other test sessions
     # may run their own Ray on this machine, which "auto" would otherwise find).

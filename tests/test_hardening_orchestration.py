@@ -40,6 +40,7 @@ def test_a_failure_that_would_repeat_is_not_retried(local_ray, tmp_path: Path) -
     assert all("not retried" in a for a in attempts[1:])  # ...which end before training
     epochs = (trial_dir / "result.json").read_text().splitlines()
     assert len(epochs) == 1  # only the SSL epoch before the failure ever reported
+    assert not list((storage / "r").rglob("*wandb*"))  # --wandb disabled writes no W&B files
 
 
 def test_uri_storage_gets_space_yaml_before_the_trials_start(

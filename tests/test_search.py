@@ -35,29 +35,16 @@ def study_of(experiment: Path) -> optuna.Study:
     return optuna.load_study(study_name=experiment.name, storage=storage)
 
 
-def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> None:
-    space = write_space(tmp_path)
-    code = main(
-        [
-            "search",
-            "--space",
-            str(space),
-            "--storage-path",
-            str(tmp_path / "exp"),
-            "--name",
-            "s1",
-            "--wandb",
-            "disabled",
-        ]
-    )
-    assert code == 0
-    experiment = tmp_path / "exp" / "s1"
+@pytest.mark.xdist_group("finished_search")
+def test_small_search_records_every_trial(finished_search) -> None:
+    experiment = finished_search.experiment
     table = pd.read_parquet(experiment / "trials.parquet")
-    assert len(table) == 5 and table["trial_id"].is_unique
-    assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
+    assert len(table) == 7 and table["trial_id"].is_unique
+    assert sorted(table["pipeline"]) == ["mixtraining"] * 5 + ["sl", "ssl_sl"]
+    assert sorted(table["role"]) == ["baseline"] * 2 + ["confirm"] * 2 + ["search"] * 3
     assert table["complete"].all() and (table["status"] == "TERMINATED").all()
     assert table.loc[table["pipeline"] == "sl", "alpha"].isna().all()  # knobs: not for baselines
-    mix = table[table["pipeline"] == "mixtraining"]
+    mix = table[table["role"] == "search"]
     assert mix["alpha"].between(0.1, 0.9).all() and mix["rho"].between(0.5, 1.0).all()
     assert (table["epochs_done"] == table["epochs_planned"]).all()
     assert table["val_accuracy"].between(0, 1).all() and (table["train_latency_s"] > 0).all()
@@ -82,8 +69,7 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
             [row["val_accuracy"], row["train_latency_s"]]
         )
     assert (experiment / "space.yaml").exists()
-    assert not list(experiment.rglob("*wandb*"))  # --wandb disabled writes no W&B files
-    out, err = capsys.readouterr()
+    err = finished_search.err
     assert "Pareto front" in err and "tune-app analyze" in err
     # Not a terminal: plain progress lines, each finished trial reported once, no redrawn
     # display and no Ray status table; a status line at most once a minute (+ the last).
@@ -98,7 +84,7 @@ def test_small_search_records_every_trial(local_ray, tmp_path: Path, capsys) -> 
     # No Ray status table and no terminal codes. What a trial process prints itself reaches the
     # log behind Ray's "(trainable pid=...)" prefix (an interpreter's shutdown noise, say): not
     # the display, so only the colour codes Ray would wrap it in are checked there.
-    ours = [line for line in (out + err).splitlines() if not line.startswith("(")]
+    ours = [line for line in err.splitlines() if not line.startswith("(")]
     assert not any(line.startswith("+----") for line in ours) and "\x1b[" not in err
 
 
@@ -338,6 +324,14 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
     assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
     assert (table["model"] == "timm/test_vit").all()
+    # The study agrees with Ray: each searched trial once, COMPLETE, told the values it ran
+    # (never a second study trial for a config the killed driver had asked for).
+    mix = table[table["pipeline"] == "mixtraining"]
+    study = study_of(storage / "k").trials
+    assert [t.state for t in study] == [optuna.trial.TrialState.COMPLETE] * 3
+    told = sorted((round(t.params["alpha"], 9), tuple(t.values)) for t in study)
+    ran = [(round(r.alpha, 9), (r.val_accuracy, r.train_latency_s)) for r in mix.itertuples()]
+    assert told == sorted(ran)
     # one preparation, under the storage path, read by every trial of both sessions
     assert [p.name[:7] for p in (storage / "data-cache").iterdir()] == ["digits-"]
     assert "data: 10 classes" in done.stderr and "300 unlabeled" in done.stderr

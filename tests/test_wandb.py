@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import FAKE_WANDB_KEY
 from helpers import PINNED, SPACE
 
 from trainers import TrialConfig
@@ -25,7 +26,7 @@ from tune_app.wandb_log import (
 )
 from tune_app.wandb_records import read_run, run_files
 
-FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
+FAKE_KEY = FAKE_WANDB_KEY
 
 
 @pytest.fixture
@@ -65,41 +66,21 @@ def test_a_logged_in_developer_is_not_taken_online_by_the_tests(tmp_path, monkey
 
 
 @pytest.mark.wandb_offline
+@pytest.mark.xdist_group("finished_search")
 def test_offline_search_logs_every_trial_and_never_the_key(
-    local_ray,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys,
+    finished_search, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A (fake) key makes the default mode try online; W&B cannot be reached from here, so the
-    # search must say so once and log offline instead.
+    # The shared search ran with a (fake) key, which makes the default mode try online; W&B
+    # cannot be reached from here, so the search must say so once and log offline instead.
+    # one logging hub per phase (the search, its confirmation), not one per trial
+    assert finished_search.hubs == 2
+    err = finished_search.err
+    assert "logging offline" in err and "wandb sync" in err
+    experiment = finished_search.copy_to(tmp_path)  # analyze below adds a W&B run
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-    space = {
-        **SPACE,
-        "search": {"sampler": "random", "num_samples": 2, "seed": 0},
-        "wandb": {"project": "tune-app-test", "tags": ["ci"]},
-    }
-    path = tmp_path / "w.yaml"
-    path.write_text(yaml.safe_dump(space))
-    storage = tmp_path / "exp"
-    hubs: list[object] = []  # logging actors started: one for the search, not one per trial
-    new_hub = TrialLogger._new_hub
-
-    def counted(self: TrialLogger) -> object:
-        hubs.append(new_hub(self))
-        return hubs[-1]
-
-    monkeypatch.setattr(TrialLogger, "_new_hub", counted)
-    assert (
-        main(["search", "--space", str(path), "--storage-path", str(storage), "--name", "w"]) == 0
-    )
-    assert len(hubs) == 1
-    err = capsys.readouterr().err
-    assert "logging offline" in err and "wandb sync" in err
-    experiment = storage / "w"
     table = pd.read_parquet(experiment / "trials.parquet")
-    assert len(table) == 4
+    assert len(table) == 7  # 2 baselines, 3 searched, 2 confirmation runs
     for _, row in table.iterrows():
         files = run_files(experiment / "wandb", row["trial_id"])
         assert len(files) == 1, files
