@@ -11,6 +11,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SPACE  ?= vit_mix.yaml
 PYTEST_ARGS ?=
+# pytest workers (pytest-xdist): the tests wait on Ray and subprocesses much of the time, so
+# more workers than cores keep both cores busy.
+PYTEST_WORKERS ?= 4
 SEARCH_ARGS ?=
 
 .PHONY: search test test-fast install dataset test-tools lint format clean-venv
@@ -23,7 +26,7 @@ test: install test-tools
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -q --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no Ray, no orchestration, no browser): the quick loop while developing.
 test-fast: install

@@ -21,7 +21,7 @@ from tune_app.orchestrate import CALIBRATION_STEPS_ENV
 UNREACHABLE_WANDB = "http://127.0.0.1:9"
 
 # Fixtures that start Ray: a test using one is an orchestration test (`-m "not ray"` skips it).
-RAY_FIXTURES = {"local_ray", "two_nodes"}
+RAY_FIXTURES = {"local_ray", "two_nodes", "finished_search"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,10 +36,20 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault(CALIBRATION_STEPS_ENV, "5")
 
 
+# A test that starts Ray or a search driver may take this long (the default limit is
+# pyproject.toml's `timeout`, for everything else).
+RAY_TIMEOUT_S = 600
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ray)
+        if item.get_closest_marker("ray") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(RAY_TIMEOUT_S))
+    # The longest tests first: parallel workers (make test's `-n`) then end together instead
+    # of one finishing a search alone at the end. Within each kind, the files' order.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("ray") else 1)
 
 
 @pytest.fixture(autouse=True)

@@ -186,6 +186,7 @@ def sl_run(accel: str, seed: int) -> TrialConfig:
     )
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("accel", ["mixup", "cutmix", "skip"])
 def test_sl_phase_with_input_mixing_runs_and_reports_the_mixed_fraction(accel: str) -> None:
     from trainers import run
@@ -202,6 +203,7 @@ def test_sl_phase_with_input_mixing_runs_and_reports_the_mixed_fraction(accel: s
     assert all(math.isfinite(r["loss_sl"]) for r in rows)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("accel", ["mixup", "cutmix"])
 def test_resume_with_input_mixing_matches_the_uninterrupted_run(accel: str) -> None:
     from test_pipeline import collect

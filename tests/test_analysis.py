@@ -329,6 +329,7 @@ def check_png(path: Path) -> None:
     assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_analyze_writes_every_file(finished: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["analyze", str(finished)]) == 0
     out = finished / "analysis"
@@ -384,6 +385,7 @@ CHROMIUM = shutil.which("chromium") or (
 )
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package `chromium`) installed")
 def test_html_renders_a_plot_in_headless_chromium(finished: Path, tmp_path: Path) -> None:
@@ -418,6 +420,7 @@ def plotly_figures(html: str) -> dict[str, tuple[list[dict], dict]]:
     return out
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_pareto_html_holds_the_tuner_figures(finished: Path) -> None:
     assert main(["analyze", str(finished)]) == 0
     out = finished / "analysis"
@@ -497,6 +500,7 @@ def write_ray_experiment(path: Path, with_state: bool) -> Path:
     return path
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("with_state", [True, False])
 def test_partial_experiment_from_ray_files(tmp_path: Path, with_state: bool, capsys) -> None:
     exp = write_ray_experiment(tmp_path / "partial", with_state)
@@ -554,6 +558,7 @@ def test_not_an_experiment_exits_2_and_writes_nothing(tmp_path: Path, kind: str,
     assert not (exp / "analysis").exists()
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_a_crash_while_rendering_leaves_no_half_written_files(finished: Path, monkeypatch) -> None:
     assert main(["analyze", str(finished)]) == 0
     before = {p.name: p.read_bytes() for p in (finished / "analysis").iterdir()}

@@ -267,6 +267,7 @@ def test_search_with_skip_keeping_nothing_fails_before_ray(tmp_path: Path) -> No
 # ---------------------------------------------------------------- plots
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_mathtext_in_a_space_name_or_description_does_not_break_the_plot(tmp_path: Path):
     import test_analysis
 

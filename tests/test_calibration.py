@@ -66,6 +66,7 @@ def test_mixtrain_sl_steps_have_their_own_kind() -> None:
     assert set(counts) == {"ssl", "sl_mixup"} and counts["sl_mixup"] > 0
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_resume_keeps_counting() -> None:
     config = tiny()
     full: list[dict] = []
@@ -104,6 +105,7 @@ def test_no_table_no_metric() -> None:
     assert "calibrated_latency_s" not in last
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_train_command_calibrates_briefly_and_reuses_it_on_resume(tmp_path, capsys) -> None:
     import json
 

@@ -77,6 +77,7 @@ def test_missing_config_file_and_usage_errors_exit_2(tmp_path: Path, capsys) -> 
     assert main(["frobnicate"]) == 2
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_train_writes_run_folder_and_resumes(tmp_path: Path, capsys) -> None:
     cfg = write_config(tmp_path, TINY_RUN)
     out = tmp_path / "run"

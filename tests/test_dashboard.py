@@ -115,6 +115,7 @@ def chromium_dom(url: str, profile: Path) -> str:
     return run.stdout
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package `chromium`) installed")
 def test_dashboard_shows_the_study_objectives_and_trials_in_chromium(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ def run_rows(config: TrialConfig) -> tuple[list[dict], dict, torch.Tensor]:
     return rows, states[-1], torch.get_rng_state()
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("pipeline", ["mixtraining", "ssl_sl"])
 def test_skipping_ssl_validation_changes_no_result(pipeline: str, monkeypatch) -> None:
     """Same seed, validation in SSL epochs on or off: the same final metrics and weights, and

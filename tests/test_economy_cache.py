@@ -54,6 +54,7 @@ def assert_same_training(a: tuple, b: tuple) -> None:
     assert torch.equal(state_a["rng"]["data"], state_b["rng"]["data"])
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_reused_prefix_ends_identical_to_a_run_from_scratch(tmp_path: Path, monkeypatch) -> None:
     cache = SSLCache(tmp_path / "cache")
     producer = trained(config(alpha=0.3, lam=0.9), cache, monkeypatch)
@@ -82,6 +83,7 @@ def test_an_ssl_setting_is_in_the_key_and_a_mix_knob_is_not(change: dict) -> Non
     assert ssl_key(config(), rt, 2) == ssl_key(config(alpha=0.9, rho=0.9, lam=0.1), rt, 2)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_changing_an_ssl_setting_means_no_reuse(tmp_path: Path, monkeypatch) -> None:
     cache = SSLCache(tmp_path / "cache")
     trained(config(), cache, monkeypatch)
@@ -89,6 +91,7 @@ def test_changing_an_ssl_setting_means_no_reuse(tmp_path: Path, monkeypatch) -> 
     assert ran == ["ssl", "ssl", "mix", "sl"] and rows[-1]["ssl_epochs_reused"] == 0
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_budget_schedule_chains_every_e_mix_from_the_ssl_sl_baseline(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -106,6 +109,7 @@ def test_budget_schedule_chains_every_e_mix_from_the_ssl_sl_baseline(
     assert trained(config(), cache, monkeypatch)[2][:2] == ["ssl", "ssl"]
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_torn_or_foreign_entries_are_misses(tmp_path: Path, monkeypatch, capsys) -> None:
     cfg = config()
     cache = SSLCache(tmp_path / "cache")

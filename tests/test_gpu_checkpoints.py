@@ -48,6 +48,7 @@ def collect(c: TrialConfig, checkpoint: dict | None = None) -> list[tuple[dict, 
     return out
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_every_second_epoch_checkpoints_and_resumes_exactly() -> None:
     c = config(checkpoint_every=2)  # ssl, mix, mix, sl
     full = collect(c)

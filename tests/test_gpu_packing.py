@@ -102,6 +102,7 @@ def test_barrier_gives_up_after_its_timeout(tmp_path: Path) -> None:
         wait_for_peers(tmp_path, "done", 0, 2, timeout=0.2)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_packed_trials_train_together_in_separate_processes() -> None:
     config = TrialConfig.from_dict(CPU_RUN).to_dict()
     # a generous deadline: on a loaded 2-core machine the imports alone took minutes

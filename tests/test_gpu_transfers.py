@@ -86,6 +86,7 @@ def epoch_traffic(settings: dict, batch_size: int) -> tuple[list[tuple], list[in
     return per_epoch, steps, mixed
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_device_traffic_per_epoch_does_not_grow_with_the_steps(reads) -> None:
     few, few_steps, mixed_few = epoch_traffic(GROWTH_RUN, batch_size=48)
     reads_few = list(reads)

@@ -91,6 +91,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.ray
 def test_trials_run_at_the_drivers_priority_not_rays_niceness_15() -> None:
     """Ray starts workers at niceness 15 by default, so any ordinary process on the machine

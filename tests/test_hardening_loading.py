@@ -70,6 +70,7 @@ def test_trial_state_load_refuses_a_crafted_checkpoint(tmp_path: Path, monkeypat
     assert not marker.exists()
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize(
     "damage", ["truncated", "text", "foreign_dict", "other_version", "wrong_types"]
 )
@@ -98,6 +99,7 @@ def test_a_damaged_checkpoint_is_bad_input_naming_the_file(
     assert f"tune-app: error: --resume: {path}" in err and "Traceback" not in err
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_an_interrupted_run_resumes_bit_for_bit(tmp_path: Path, capsys, monkeypatch) -> None:
     """Stop after epoch 2 of 3, resume: the same weights and metrics as a run never stopped."""
     cfg = write_config(tmp_path, TINY_RUN)

@@ -270,6 +270,7 @@ def test_a_knob_the_fixed_settings_leave_unread_is_named_inert(trainer, paramete
     assert ("**`lam` cannot act in this space**" in text) == bool(inert)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_lam_is_really_unread_under_ssl_source_same() -> None:
     """The rule above, checked on the trainer: two runs differing only in `lam` end identical
     with `ssl_source: same`, and differ when SSL images are mixed in."""

@@ -313,6 +313,7 @@ def _collect(config: TrialConfig, checkpoint: dict | None = None, stop_after: in
     return rows, states
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_resume_with_every_new_option_is_exact() -> None:
     config = tiny(  # ssl, mix, sl: mixup draws both before and after the checkpoint
         ssl_pass="full",

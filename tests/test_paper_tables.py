@@ -202,6 +202,7 @@ def test_refuses_results_of_other_settings(
     assert not (tmp_path / "n.json").exists()
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     results, doc_path = tmp_path / "r.json", tmp_path / "paper.md"
     tiny = ["dataset=digits", "labeled_fraction=0.3", "epochs_ssl=2", "epochs_sl=2"]

@@ -77,6 +77,7 @@ def test_flops_follow_the_step_costs() -> None:
     assert trainer.history[-1]["train_gflops"] == pytest.approx(expected)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_resume_matches_uninterrupted_run() -> None:
     config = tiny(epochs_ssl=3, epochs_sl=3, rho=0.67)  # ssl, mix, mix, sl
     full_rows, full_states, _ = collect(config)

