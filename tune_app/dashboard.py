@@ -18,7 +18,6 @@ from tune_app.location import study_url
 from tune_app.settings import UserInputError
 
 EXTRA = "pip install 'tune-app[dashboard]'"
-DEFAULT_PORT = 8080
 
 
 def storage_of(experiment: Path) -> Any:
