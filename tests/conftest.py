@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import sys
@@ -104,12 +106,28 @@ FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture(scope="session")
 def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
-    """One finished search for the tests that only read one (mark them
-    `@pytest.mark.xdist_group("finished_search")` so one worker runs it once): the shared tiny
+    """One finished search for the tests that only read one, run once per `pytest` command: the
+    first worker that needs it runs it under a lock, the others wait and read it. The shared tiny
     space (3 sampled trials, the sl and ssl_sl baselines, then the best 2 configurations again
     with seed 1 as a confirmation phase: 7 trials), W&B's default mode with a key it cannot use
     (so offline runs, project `tune-app-test`, tag `ci`). Never write into it: copy it first
     (`copy_to`)."""
+    # Under pytest-xdist each worker's temp folder is inside the command's: share that one.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "finished_search"
+    with open(shared / "finished_search.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        record = root / "record.json"
+        if not record.exists():
+            err, hubs = run_finished_search(root)
+            record.write_text(json.dumps({"err": err, "hubs": hubs}))
+        ran = json.loads(record.read_text())
+    return FinishedSearch(root / "w", ran["err"], ran["hubs"])
+
+
+def run_finished_search(root: Path) -> tuple[str, int]:
+    """Run `finished_search`'s search into `root`; what it wrote on stderr, the hubs started."""
     import contextlib
     import io
 
@@ -120,7 +138,8 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
     from tune_app.wandb_log import TrialLogger
 
     ensure_ray()
-    root = tmp_path_factory.mktemp("finished_search")
+    shutil.rmtree(root, ignore_errors=True)  # a worker's earlier attempt that failed
+    root.mkdir(parents=True)
     path = root / "w.yaml"
     wandb = {"project": "tune-app-test", "tags": ["ci"]}
     search = {**SPACE["search"], "confirm": {"top_k": 2, "seeds": [1]}}
@@ -140,7 +159,7 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
         m.setattr(TrialLogger, "_new_hub", counted)
         code = main(["search", "--space", str(path), "--storage-path", str(root), "--name", "w"])
     assert code == 0, err.getvalue()[-3000:]
-    return FinishedSearch(root / "w", err.getvalue(), len(hubs))
+    return err.getvalue(), len(hubs)
 
 
 def stop_ray() -> None:

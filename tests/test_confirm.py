@@ -94,7 +94,6 @@ def test_plan_skips_pairs_already_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.wandb_offline
-@pytest.mark.xdist_group("finished_search")
 def test_search_then_confirm_command(finished_search, tmp_path: Path) -> None:
     """The shared search confirms its best 2 configurations with seed 1, then `tune-app
     confirm` adds seed 2 (in a copy: it writes into the experiment)."""

@@ -252,7 +252,6 @@ def test_export_from_ray_files_fills_the_space_settings(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- end to end with a real Ray
 
 
-@pytest.mark.xdist_group("finished_search")
 def test_search_analyze_export_train_reproduces_the_trial(finished_search, tmp_path: Path, capsys):
     exp = finished_search.copy_to(tmp_path)  # analyze writes into it
     assert main(["analyze", str(exp)]) == 0

@@ -35,7 +35,6 @@ def study_of(experiment: Path) -> optuna.Study:
     return optuna.load_study(study_name=experiment.name, storage=storage)
 
 
-@pytest.mark.xdist_group("finished_search")
 def test_small_search_records_every_trial(finished_search) -> None:
     experiment = finished_search.experiment
     table = pd.read_parquet(experiment / "trials.parquet")

@@ -66,7 +66,6 @@ def test_a_logged_in_developer_is_not_taken_online_by_the_tests(tmp_path, monkey
 
 
 @pytest.mark.wandb_offline
-@pytest.mark.xdist_group("finished_search")
 def test_offline_search_logs_every_trial_and_never_the_key(
     finished_search, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
