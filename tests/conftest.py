@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import FAKE_WANDB_KEY, stop_ray
 from tune_app.driver import RAY_ENV
 from tune_app.orchestrate import CALIBRATION_STEPS_ENV
 
@@ -97,11 +97,6 @@ class FinishedSearch:
         return target
 
 
-# The key a test search is "logged in" with: W&B is unreachable from the tests, so the default
-# mode must find it, say so, and log offline, and never write the key anywhere.
-FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
-
-
 @pytest.fixture(scope="session")
 def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
     """One finished search for the tests that only read one (mark them
@@ -114,8 +109,8 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
     import io
 
     import yaml
-    from helpers import SPACE
 
+    from tests.support import SPACE
     from tune_app.cli import main
     from tune_app.wandb_log import TrialLogger
 
@@ -141,13 +136,6 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
         code = main(["search", "--space", str(path), "--storage-path", str(root), "--name", "w"])
     assert code == 0, err.getvalue()[-3000:]
     return FinishedSearch(root / "w", err.getvalue(), len(hubs))
-
-
-def stop_ray() -> None:
-    """Stop this process's Ray, if one runs: for a test that needs none, or a cluster of its own."""
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
 
 
 @pytest.fixture
