@@ -40,9 +40,7 @@ def write_folders(work: Path, jpeg_count: int, fmnist_count: int) -> dict[str, P
     """The two benchmark folders (written once; reused when present)."""
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from fixtures_data import write_image_folder
-
+    from tests.support import write_image_folder
     from trainers.data import load_dataset
 
     out = {"fmnist-png": work / "fmnist-png", "jpeg64": work / "jpeg64"}

@@ -6,7 +6,6 @@ import fcntl
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import FAKE_WANDB_KEY, stop_ray
 from tune_app.driver import RAY_ENV
 from tune_app.orchestrate import CALIBRATION_STEPS_ENV
 
@@ -99,11 +99,6 @@ class FinishedSearch:
         return target
 
 
-# The key a test search is "logged in" with: W&B is unreachable from the tests, so the default
-# mode must find it, say so, and log offline, and never write the key anywhere.
-FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
-
-
 @pytest.fixture(scope="session")
 def finished_search(tmp_path_factory: pytest.TempPathFactory) -> FinishedSearch:
     """One finished search for the tests that only read one, run once per `pytest` command: the
@@ -132,8 +127,8 @@ def run_finished_search(root: Path) -> tuple[str, int]:
     import io
 
     import yaml
-    from helpers import SPACE
 
+    from tests.support import SPACE
     from tune_app.cli import main
     from tune_app.wandb_log import TrialLogger
 
@@ -160,13 +155,6 @@ def run_finished_search(root: Path) -> tuple[str, int]:
         code = main(["search", "--space", str(path), "--storage-path", str(root), "--name", "w"])
     assert code == 0, err.getvalue()[-3000:]
     return err.getvalue(), len(hubs)
-
-
-def stop_ray() -> None:
-    """Stop this process's Ray, if one runs: for a test that needs none, or a cluster of its own."""
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ a dict (see `run_worker`); a process that dies or raises (an out-of-memory error
 returns its error instead of hanging the others.
 
 On a CPU it runs the same way (no cap, no sync counting, no GPU peak), which is how CPU CI
-proves the harness itself (tests/test_gpu_packing.py); the GPU run is in tests/test_gpu_smoke.py.
+proves the harness itself (tests/test_packed_trials.py); the GPU run is in
+tests/trainers/test_pipeline_gpu.py.
 """
 
 from __future__ import annotations

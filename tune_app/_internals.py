@@ -1,7 +1,7 @@
 """Every private Ray, W&B and Optuna internal tune-app relies on, each behind one small adapter.
 
 Product modules call these instead of touching a library's private names, so an upgrade that
-moves one breaks here, and tests/test_internals.py says which one (it checks each adapter
+moves one breaks here, and tests/tune_app/test_internals.py says which one (it checks each adapter
 against the installed libraries, without a Ray cluster). Each adapter was checked against
 ray 2.60.0, wandb 0.31.0 and optuna 5.1.0 (pyproject.toml's floors) and says which public API
 is missing. When a library gains that API, switch the caller to it and delete the adapter.

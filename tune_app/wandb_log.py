@@ -96,8 +96,8 @@ class _WandbHub:
     Calls arrive from the driver in order (a Ray actor runs one caller's calls in submission
     order). Every `put` carries the trial's `wandb.init` arguments, so a hub that Ray restarted
     after a crash reopens a trial's run (`resume="allow"`, same id) for the rows that follow
-    (tests/test_wandb.py kills a hub mid-trial); rows W&B had not written before the crash
-    are resent only by `--resume`.
+    (tests/tune_app/test_wandb_log.py kills a hub mid-trial); rows W&B had not written before the
+    crash are resent only by `--resume`.
     """
 
     def __init__(self, mode: str, wandb_dir: str) -> None:
