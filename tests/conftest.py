@@ -50,8 +50,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("ray") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(RAY_TIMEOUT_S))
     # The longest tests first: parallel workers (make test's `-n`) then end together instead
-    # of one finishing a search alone at the end. Within each kind, the files' order.
-    items.sort(key=lambda item: 0 if item.get_closest_marker("ray") else 1)
+    # of one finishing a search alone at the end. Within each kind, the files' order. The first
+    # reader of `finished_search` goes first and runs it; the other readers go after the other
+    # Ray tests, when it has finished, instead of waiting on its lock at the start.
+    readers = [item for item in items if "finished_search" in getattr(item, "fixturenames", ())]
+
+    def rank(item: pytest.Item) -> int:
+        if item in readers:
+            return 0 if item is readers[0] else 2
+        return 1 if item.get_closest_marker("ray") else 3
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

@@ -448,3 +448,24 @@ class FakeCuda:
 
     def is_bf16_supported(self, including_emulation: bool = True) -> bool:
         return self.bf16_native or including_emulation
+
+
+def collect(config: TrialConfig, checkpoint: dict | None = None, stop_after: int | None = None):
+    """Run `config` in-process: its reported rows, checkpoint states and final metrics; with
+    `stop_after`, the run is interrupted right after that epoch's checkpoint (final None)."""
+    from trainers import run
+
+    rows: list[dict] = []
+    states: list[dict] = []
+
+    def report(metrics: dict, state: dict) -> None:
+        rows.append(metrics)
+        states.append(state)
+        if stop_after is not None and metrics["epoch"] == stop_after:
+            raise KeyboardInterrupt  # the run is interrupted right after this checkpoint
+
+    try:
+        final = run(config, report, checkpoint)
+    except KeyboardInterrupt:
+        final = None
+    return rows, states, final

@@ -103,6 +103,10 @@ class _WandbHub:
     def __init__(self, mode: str, wandb_dir: str) -> None:
         os.environ.update({"WANDB_MODE": mode, "WANDB_DIR": wandb_dir, "WANDB_SILENT": "true"})
         os.environ["WANDB_START_METHOD"] = "thread"  # already in a separate process
+        # Own a W&B service instead of joining the one named in an inherited WANDB_SERVICE (set
+        # when the process that started Ray had used W&B, e.g. a notebook): a killed hub's runs
+        # stay open in a shared service, and its restart could not reopen them ("in use").
+        os.environ.pop("WANDB_SERVICE", None)
         import wandb
 
         self._wandb = wandb

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.support import collect
 from trainers import TrialConfig
 from trainers.accel import (
     R_MIN,
@@ -206,8 +207,6 @@ def test_sl_phase_with_input_mixing_runs_and_reports_the_mixed_fraction(accel: s
 @pytest.mark.timeout(300)  # over the default limit on two busy cores
 @pytest.mark.parametrize("accel", ["mixup", "cutmix"])
 def test_resume_with_input_mixing_matches_the_uninterrupted_run(accel: str) -> None:
-    from test_pipeline import collect
-
     config = sl_run(accel, seed=1)
     full_rows, full_states, _ = collect(config)
     _, part_states, _ = collect(config, stop_after=2)

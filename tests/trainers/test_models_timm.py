@@ -18,6 +18,7 @@ from trainers.models import create_model, model_family, model_for, model_summary
 from trainers.models.timm_models import TimmConvAE, TimmViTMAE
 from trainers.pipeline import load_splits
 from trainers.pricing import config_step_kinds
+from trainers.runtime import cpu_has_amx
 from trainers.steps import Batch, count_step_gflops
 from tune_app.cli import main
 
@@ -102,11 +103,21 @@ def test_flops_memory_estimate_calibration_and_resume_work(settings: dict) -> No
     assert resumed["loss_sl"] == pytest.approx(whole["loss_sl"], rel=1e-6)
 
 
+def cpu_kind() -> str:
+    """The CPU's vendor, plus " amx" with AMX tiles: how the recorded metrics are keyed."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    vendor = next((ln.split(":")[1].strip() for ln in info.splitlines() if "vendor_id" in ln), "")
+    return vendor + (" amx" if cpu_has_amx() else "")
+
+
 @pytest.mark.timeout(300)  # over the default limit on two busy cores
 def test_the_presets_train_exactly_as_before_timm_models() -> None:
-    """Metrics of the presets for a fixed seed, recorded by the code before this change."""
-    golden = json.loads((FIXTURES / "preset_metrics.json").read_text())["metrics"]
-    for key, expected in golden.items():
+    """Metrics of the presets for a fixed seed, recorded by the code before this change on the
+    same kind of CPU (convolutions round differently on another)."""
+    recorded = json.loads((FIXTURES / "preset_metrics.json").read_text())["metrics"]
+    if cpu_kind() not in recorded:
+        pytest.skip(f"no metrics recorded on a {cpu_kind()!r} CPU (preset_metrics.json's _how)")
+    for key, expected in recorded[cpu_kind()].items():
         model, pipeline = key.split("/")
         extra = {"mask_ratio": None} if model.startswith("resnet") else {}
         config = TrialConfig(**{**GOLDEN_CONFIG, "model": model, "pipeline": pipeline, **extra})

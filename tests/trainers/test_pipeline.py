@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.support import PINNED, TINY_RUN
+from tests.support import PINNED, TINY_RUN, collect
 from trainers import NonFiniteLossError, SetupError, TrialConfig, run
 from trainers.models import create_model
 from trainers.pipeline import Trainer
@@ -19,23 +19,6 @@ from trainers.steps import Batch, step_loss
 def tiny(**changes: Any) -> TrialConfig:
     base = {**TINY_RUN, "anneal": "linear", "seed": 3}
     return TrialConfig.from_dict({**base, **changes})
-
-
-def collect(config: TrialConfig, checkpoint: dict | None = None, stop_after: int | None = None):
-    rows: list[dict] = []
-    states: list[dict] = []
-
-    def report(metrics: dict, state: dict) -> None:
-        rows.append(metrics)
-        states.append(state)
-        if stop_after is not None and metrics["epoch"] == stop_after:
-            raise KeyboardInterrupt  # the run is interrupted right after this checkpoint
-
-    try:
-        final = run(config, report, checkpoint)
-    except KeyboardInterrupt:
-        final = None
-    return rows, states, final
 
 
 @pytest.mark.parametrize(

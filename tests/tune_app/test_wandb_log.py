@@ -19,6 +19,7 @@ from tune_app.cli import main
 from tune_app.scheduler import reported_results
 from tune_app.wandb_log import (
     TrialLogger,
+    _WandbHub,
     has_credentials,
     last_reported_epoch,
     resolve_mode,
@@ -263,6 +264,18 @@ def test_a_confirm_phase_started_on_resume_logs_to_the_same_group(
         run = read_run(run_file)
         assert run.group == "cr" and {row["role"], "mixtraining"} <= set(run.tags)
         assert [h["epoch"] for h in run.history] == list(range(1, row["epochs_planned"] + 1))
+
+
+def test_a_hub_owns_its_wandb_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub started by a Ray whose starter had used W&B (a notebook) inherits WANDB_SERVICE:
+    it must start its own service, or a killed hub's runs stay open in the shared one and the
+    restarted hub cannot reopen them ("run ID is in use", seen when a test process had used W&B
+    before starting Ray)."""
+    for name in ("WANDB_MODE", "WANDB_DIR", "WANDB_SILENT", "WANDB_START_METHOD"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+    monkeypatch.setenv("WANDB_SERVICE", "2-1234-tcp-localhost-5678")
+    _WandbHub("offline", str(tmp_path))
+    assert "WANDB_SERVICE" not in os.environ
 
 
 @pytest.mark.wandb_offline
