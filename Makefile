@@ -12,7 +12,9 @@ STAMP  := $(VENV)/.installed-stamp
 SPACE  ?= vit_mix.yaml
 PYTEST_ARGS ?=
 # pytest workers (pytest-xdist): the tests wait on Ray and subprocesses much of the time, so
-# more workers than cores keep both cores busy.
+# more workers than cores keep both cores busy. --maxschedchunk 2 hands the tests out two at a
+# time in tests/conftest.py's order (the long Ray tests first); xdist's default hands each
+# worker a block of consecutive tests first, which gave every Ray test to one worker.
 PYTEST_WORKERS ?= 4
 SEARCH_ARGS ?=
 
@@ -26,7 +28,7 @@ test: install test-tools
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist load --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist load --maxschedchunk 2 --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no Ray, no orchestration, no browser): the quick loop while developing.
 test-fast: install

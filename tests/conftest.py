@@ -49,16 +49,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.ray)
         if item.get_closest_marker("ray") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(RAY_TIMEOUT_S))
-    # The longest tests first: parallel workers (make test's `-n`) then end together instead
-    # of one finishing a search alone at the end. Within each kind, the files' order. The first
-    # reader of `finished_search` goes first and runs it; the other readers go after the other
-    # Ray tests, when it has finished, instead of waiting on its lock at the start.
+    # The longest tests first (Ray tests, then unit tests with a longer time limit): parallel
+    # workers (make test's `-n`) then end together instead of one finishing a search alone at
+    # the end. Within each kind, the files' order. The first reader of `finished_search` goes
+    # first and runs it; the other readers go after the other Ray tests, when it has finished,
+    # instead of waiting on its lock at the start.
     readers = [item for item in items if "finished_search" in getattr(item, "fixturenames", ())]
 
     def rank(item: pytest.Item) -> int:
         if item in readers:
             return 0 if item is readers[0] else 2
-        return 1 if item.get_closest_marker("ray") else 3
+        if item.get_closest_marker("ray"):
+            return 1
+        return 3 if item.get_closest_marker("timeout") else 4
 
     items.sort(key=rank)
 
