@@ -138,13 +138,10 @@ class _WandbHub:
                 say(f"tune-app: W&B did not log a row of {trial_id}: {e}")
 
     def close(self) -> int:
-        """Finish every run still open (trials that never sent their end), then wait until W&B
-        has written everything: the hub is killed next, which skips W&B's exit hook, and a run
-        file could lose records its service had not yet written. How many runs were open."""
+        """Finish every run still open (trials that never sent their end); how many."""
         n = len(self._runs)
         for trial_id in list(self._runs):
             self._runs.pop(trial_id).finish()
-        self._wandb.teardown()
         return n
 
 
