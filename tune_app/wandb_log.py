@@ -138,10 +138,14 @@ class _WandbHub:
                 say(f"tune-app: W&B did not log a row of {trial_id}: {e}")
 
     def close(self) -> int:
-        """Finish every run still open (trials that never sent their end); how many."""
+        """Finish every run still open (trials that never sent their end), then wait until
+        W&B's service has written every run and exited; how many runs were open. The hub is
+        killed next, and `ray.kill` SIGKILLs the worker's children, the service among them:
+        `finish()` returns once the run's last message is sent, not once the service wrote it."""
         n = len(self._runs)
         for trial_id in list(self._runs):
             self._runs.pop(trial_id).finish()
+        self._wandb.teardown()
         return n
 
 

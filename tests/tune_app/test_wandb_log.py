@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -264,6 +266,48 @@ def test_a_confirm_phase_started_on_resume_logs_to_the_same_group(
         run = read_run(run_file)
         assert run.group == "cr" and {row["role"], "mixtraining"} <= set(run.tags)
         assert [h["epoch"] for h in run.history] == list(range(1, row["epochs_planned"] + 1))
+
+
+# A hub's process as Ray ends it: put a trial's rows and its end, close the hub, then what
+# `ray.kill` does (SIGKILL to the worker's child processes, W&B's service among them, then to
+# the worker). It prints how many W&B service processes were still running after `close`.
+_HUB_KILLED_AFTER_CLOSE = """
+import os, signal, sys
+import psutil
+from ray.air.integrations.wandb import _QueueItem
+from tune_app.wandb_log import _WandbHub
+d = sys.argv[1]
+hub = _WandbHub("offline", d)
+start = {"init": {"id": "whole1", "project": "p", "group": "g", "mode": "offline", "dir": d},
+         "logdir": d, "exclude": [], "to_config": []}
+for epoch in (1, 2):
+    hub.put("whole1", (_QueueItem.RESULT, {"training_iteration": epoch, "epoch": epoch}), start)
+hub.put("whole1", (_QueueItem.END, None), start)
+hub.close()
+children = psutil.Process().children(recursive=True)
+print(sum("wandb-core" in " ".join(c.cmdline()) for c in children), flush=True)
+for c in children:
+    c.kill()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_closed_hub_leaves_w_and_b_nothing_to_write(tmp_path: Path) -> None:
+    """Ray kills the hub right after `close`, and its W&B service with it (SIGKILL to the
+    worker's children): `close` must return only once W&B's service has written every run and
+    exited. A search on a busy machine once left a run file with no record at all (the service
+    had not yet handled the run's finish when the kill came)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", _HUB_KILLED_AFTER_CLOSE, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    assert done.stdout.split() == ["0"], done.stdout  # no W&B service left running
+    (path,) = run_files(tmp_path / "wandb", "whole1")
+    run = read_run(path)
+    assert run.run_id == "whole1" and run.group == "g" and run.finished
+    assert [h["epoch"] for h in run.history] == [1, 2]
 
 
 def test_a_hub_owns_its_wandb_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
