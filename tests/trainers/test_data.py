@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from tests.support import (
     write_idx,
     write_tinyimagenet,
 )
-from trainers.data import DATASETS, augment, build_splits, load_dataset, normalize
+from trainers.data import DATASETS, DataOptions, augment, build_splits, load_dataset, normalize
 
 REAL_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 # Unbalanced classes (150, 180, ..., 420 images) so stratification is actually exercised.
@@ -105,6 +107,31 @@ def test_digits_split_is_stratified_and_scaled() -> None:
     assert raw.train_x.max() == 255 and raw.train_x.dtype == torch.uint8
     share = raw.test_y.bincount(minlength=10) / raw.train_y.bincount(minlength=10)
     assert torch.all((share - 0.25).abs() < 0.05)  # 80/20 within every class
+
+
+def test_digits_split_is_cached_and_a_bad_cache_file_is_split_again(tmp_path: Path) -> None:
+    """The split is kept in the data cache, so a later process reads it without importing
+    scikit-learn; a torn cache file is a miss, not an error, and is written again."""
+    from trainers.data.loaders import _load_cached
+
+    options = DataOptions(cache_dir=str(tmp_path))
+    first = load_dataset("digits", options=options)
+    (cached,) = tmp_path.glob("digits-scikit-learn-*.npz")
+    _load_cached.cache_clear()  # what a new process would do
+    again = load_dataset("digits", options=options)
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(again, name), getattr(first, name))
+    cached.write_bytes(cached.read_bytes()[:100])  # torn
+    _load_cached.cache_clear()
+    assert torch.equal(load_dataset("digits", options=options).test_y, first.test_y)
+    assert cached.stat().st_size > 100  # written whole again
+    code = (
+        "import sys; from trainers.data import load_dataset, DataOptions; "
+        f"load_dataset('digits', options=DataOptions(cache_dir={str(tmp_path)!r})); "
+        "print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
 
 
 @pytest.mark.skipif(not REAL_FMNIST.is_dir(), reason="dataset-fashion-mnist is not installed")

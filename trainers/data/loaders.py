@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import importlib.metadata
+import logging
 import os
 import pickle
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from trainers.files import write_atomic
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "tinyimagenet", "digits", "folder")
 # Built-in datasets that can feed another's SSL (`ssl_source: <name>`): a folder cannot.
@@ -79,7 +84,8 @@ class DataOptions:
     image_size: int | None = None  # None: the dataset's own (a folder's common) size
     unlabeled_dir: str | None = None  # folder only
     test_fraction: float = 0.1  # folder without test/: the held-out share
-    cache_dir: str | None = None  # prepared folders and tinyimagenet; None: default_cache()
+    # prepared folders and tinyimagenet, digits' split; None: default_cache()
+    cache_dir: str | None = None
 
 
 def load_dataset(
@@ -114,7 +120,7 @@ def load_dataset(
 def _load_cached(name: str, data_dir: str | None, options: DataOptions) -> RawDataset:
     if name in PREPARED_DATASETS:
         return _load_prepared(name, data_dir, options)
-    raw = _load_builtin(name, data_dir)
+    raw = _load_builtin(name, data_dir, options.cache_dir or default_cache())
     if options.image_size is None or options.image_size == raw.train_x.shape[-1]:
         return raw
     from .images import convert_images
@@ -177,12 +183,12 @@ def _load_prepared(name: str, data_dir: str | None, options: DataOptions) -> Raw
     )
 
 
-def _load_builtin(name: str, data_dir: str | None) -> RawDataset:
+def _load_builtin(name: str, data_dir: str | None, cache_dir: str) -> RawDataset:
     if name == "fashion_mnist":
         return _load_fashion_mnist(Path(data_dir or FASHION_MNIST_DIR))
     if name in _CIFAR:
         return _load_cifar(name, data_dir)
-    return _load_digits()
+    return _load_digits(Path(cache_dir))
 
 
 def _raw(
@@ -327,7 +333,40 @@ def _tinyimagenet_scan(data_dir: str | None) -> Any:
 # ---------------------------------------------------------------- scikit-learn digits
 
 
-def _load_digits() -> RawDataset:
+DIGITS_SPLIT = ("train_x", "train_y", "test_x", "test_y")
+
+
+def _load_digits(cache_dir: Path) -> RawDataset:
+    """scikit-learn's digits, 80/20 stratified (seed 0). The split is kept in the data cache:
+    importing scikit-learn (and scipy) costs every trial process about 2 s of CPU, the file
+    a few milliseconds. Named by scikit-learn's version, whose code makes the split."""
+    path = cache_dir / f"digits-scikit-learn-{importlib.metadata.version('scikit-learn')}.npz"
+    split = _read_digits(path)
+    if split is None:
+        split = _split_digits()
+
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as f:
+                np.savez(f, train_x=split[0], train_y=split[1], test_x=split[2], test_y=split[3])
+
+        try:
+            write_atomic(path, save)
+        except OSError as e:  # a read-only cache costs the 2 s, not the run
+            logging.getLogger(__name__).warning("digits split not cached in %s: %s", path, e)
+    train_x, train_y, test_x, test_y = split
+    return _raw(train_x, train_y, test_x, test_y, num_classes=10)
+
+
+def _read_digits(path: Path) -> tuple[np.ndarray, ...] | None:
+    """The cached split; None when it is not there yet or unreadable (torn, foreign)."""
+    try:
+        with np.load(path) as z:
+            return tuple(z[k] for k in DIGITS_SPLIT)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _split_digits() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -337,4 +376,4 @@ def _load_digits() -> RawDataset:
     tr_x, te_x, tr_y, te_y = train_test_split(
         x, d.target, test_size=0.2, stratify=d.target, random_state=0
     )
-    return _raw(tr_x, tr_y, te_x, te_y, num_classes=10)
+    return tr_x, tr_y, te_x, te_y
