@@ -66,6 +66,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A worker past its Ray tests (they run first) stops its idle Ray: an idle local Ray takes
+    about a tenth of a core (3.3 s of CPU in 30 s, its daemons and workers together), which the
+    unit tests after it would lose for the rest of the session. A later test that needs Ray
+    starts it again (`ensure_ray`)."""
+    if not item.get_closest_marker("ray"):
+        stop_ray()
+
+
 @pytest.fixture(autouse=True)
 def _no_real_wandb(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """W&B is disabled unless the test is marked `wandb_offline`; never a key, never the host."""
