@@ -109,7 +109,9 @@ def test_digits_split_is_stratified_and_scaled() -> None:
     assert torch.all((share - 0.25).abs() < 0.05)  # 80/20 within every class
 
 
-def test_digits_split_is_cached_and_a_bad_cache_file_is_split_again(tmp_path: Path) -> None:
+def test_digits_split_is_cached_and_a_bad_cache_file_is_split_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The split is kept in the data cache, so a later process reads it without importing
     scikit-learn; a torn cache file is a miss, not an error, and is written again."""
     from trainers.data.loaders import _load_cached
@@ -132,6 +134,13 @@ def test_digits_split_is_cached_and_a_bad_cache_file_is_split_again(tmp_path: Pa
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"]
+    # a cache that cannot be written costs the split, not the load
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    _load_cached.cache_clear()
+    unwritable = load_dataset("digits", options=DataOptions(cache_dir=str(blocked / "cache")))
+    assert torch.equal(unwritable.test_y, first.test_y)
+    assert "digits split not cached" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not REAL_FMNIST.is_dir(), reason="dataset-fashion-mnist is not installed")

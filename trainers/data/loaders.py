@@ -10,9 +10,9 @@ import dataclasses
 import functools
 import gzip
 import importlib.metadata
-import logging
 import os
 import pickle
+import sys
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -352,7 +352,7 @@ def _load_digits(cache_dir: Path) -> RawDataset:
         try:
             write_atomic(path, save)
         except OSError as e:  # a read-only cache costs the 2 s, not the run
-            logging.getLogger(__name__).warning("digits split not cached in %s: %s", path, e)
+            print(f"trainers: digits split not cached in {path}: {e}", file=sys.stderr)
     train_x, train_y, test_x, test_y = split
     return _raw(train_x, train_y, test_x, test_y, num_classes=10)
 
