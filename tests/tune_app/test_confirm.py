@@ -1,13 +1,12 @@
-"""Confirmation trials: the best single-seed configurations re-run with extra seeds."""
+"""Confirmation trials: the best single-seed configurations re-run with extra seeds.
+
+A driver SIGKILLed during the confirmation phase, then resumed, is tested in
+test_search_resume.py (`test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees`).
+"""
 
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,12 @@ import yaml
 from analysis.hypervolume import hypervolume, reference_point
 from analysis.pareto import dominates, rank_points, to_minimize
 from search_spaces import load_space
-from tests.support import SPACE, start_driver, wait_while_alive
+from tests.support import SPACE
 from tune_app.cli import main
 from tune_app.confirm import plan
-from tune_app.driver import RAY_ENV
 from tune_app.wandb_records import read_run, run_files
 
 GOALS = ["maximize", "minimize"]
-ENV = {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
 # Three searched trials, the best two re-run with seed 1; no baselines (they are not confirmed).
 CONFIRMED = {
     **SPACE,
@@ -39,10 +36,6 @@ CONFIRMED = {
     },
     "baselines": {"pipelines": [], "seeds": [0]},
 }
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tune_app.cli", *args]
 
 
 def brute_rank(values: np.ndarray) -> list[int]:
@@ -137,32 +130,3 @@ def test_search_then_confirm_command(finished_search, tmp_path: Path) -> None:
 def test_confirm_rejects_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys) -> None:
     assert main(["confirm", str(tmp_path), "--seeds", "1", "--top-k", "1"]) == 2
     assert "not a tune-app experiment" in capsys.readouterr().err
-
-
-@pytest.mark.ray
-def test_killed_during_confirmation_resumes_each_confirm_trial_once(tmp_path: Path) -> None:
-    """SIGKILL the driver once a confirm trial reported an epoch, then `search --resume`."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(CONFIRMED))
-    storage = tmp_path / "exp"
-    args = ["search", "--space", str(path), "--storage-path", str(storage), "--name", "k"]
-    driver = start_driver([*args, "--wandb", "disabled"], ENV)
-    wait_while_alive(driver, lambda: bool(list(storage.glob("k/confirm/*/result.json"))), 400)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-    assert driver.wait(timeout=60) == -signal.SIGKILL
-    assert not (storage / "k" / "trials.parquet").exists()  # killed before the end
-    resume = ["search", "--name", "k", "--storage-path", str(storage), "--resume"]
-    done = subprocess.run(cli(*resume), env=ENV, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    table = pd.read_parquet(storage / "k" / "trials.parquet")
-    assert sorted(table["role"]) == ["confirm"] * 2 + ["search"] * 3
-    assert table["complete"].all() and table["trial_id"].is_unique
-    confirm = table[table["role"] == "confirm"]
-    assert confirm["config_id"].is_unique and (confirm["seed"] == 1).all()
-    assert not (storage / "k" / "confirm-2").exists()  # resumed, not started again
-    for row in confirm.itertuples():  # each epoch reported once across both sessions
-        lines = (storage / "k" / "confirm" / row.trial_id / "result.json").read_text().splitlines()
-        epochs = [json.loads(line)["epoch"] for line in lines]
-        assert epochs == list(range(1, row.epochs_planned + 1)), epochs
-    storage_db = optuna.storages.RDBStorage(f"sqlite:///{storage / 'k' / 'optuna.db'}")
-    assert len(optuna.load_study(study_name="k", storage=storage_db).trials) == 3

@@ -1,11 +1,10 @@
-"""search.scheduler: Pareto halving on hand-made rungs, its validation, the PRUNED hand-off."""
+"""search.scheduler: Pareto halving on hand-made rungs, its validation, the PRUNED hand-off.
+
+A driver SIGKILLed mid-search under Pareto halving, then resumed, is tested in test_search.py
+(`test_killed_driver_resumes_every_trial_exactly_once`)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,8 @@ import yaml
 import tune_app.scheduler
 from analysis.pareto import pareto_mask, rank_points
 from search_spaces import SpaceError, build_space
-from tests.support import SPACE, start_driver, wait_while_alive
+from tests.support import SPACE
 from tune_app.cli import main
-from tune_app.driver import RAY_ENV
 from tune_app.scheduler import (
     STOPPED_KEY,
     ParetoHalving,
@@ -172,40 +170,3 @@ def test_a_search_with_pareto_halving_prunes_what_it_stops(
     replayed = replay(build_space(raw, str(path)), load_results(experiment), grace=1, eta=2)
     assert replayed["stopped"] == 2 and replayed["recall"] == 1.0
     assert replayed["saved"] == 0.0  # their recorded results already end where they stopped
-
-
-@pytest.mark.ray  # real drivers and Ray, started by subprocesses
-def test_a_killed_search_with_pareto_halving_resumes(tmp_path: Path) -> None:
-    """SIGKILL the driver once a trial is in its MIX phase, --resume: stops stay PRUNED."""
-    raw = space_with(type="pareto_halving", grace=1, eta=2)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    storage, env = tmp_path / "exp", {**os.environ, **RAY_ENV}
-    cli = [sys.executable, "-m", "tune_app.cli", "search", "--storage-path", str(storage)]
-    driver = start_driver(
-        ["search", "--storage-path", str(storage), "--space", str(path), "--name", "r"]
-        + ["--wandb", "disabled"],
-        env,
-    )
-    wait_while_alive(
-        driver,
-        lambda: any('"phase": "mix"' in f.read_text() for f in storage.glob("r/*/result.json")),
-        240,
-    )
-    os.killpg(driver.pid, signal.SIGKILL)
-    assert driver.wait() == -signal.SIGKILL
-    done = subprocess.run(
-        [*cli, "--name", "r", "--resume"], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    table = pd.read_parquet(storage / "r" / "trials.parquet")
-    assert len(table) == 5 and table["trial_id"].is_unique
-    stopped = table["stopped_at_rung"].notna()
-    assert (table["complete"] == ~stopped).all()  # every trial either ran out or was stopped
-    assert (table.loc[stopped, "stopped_at_rung"] == 1).all()
-    if stopped.any():
-        assert f"Stopped early by search.scheduler: {stopped.sum()}" in done.stderr
-    study = optuna.load_study(study_name="r", storage=f"sqlite:///{storage / 'r' / 'optuna.db'}")
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.PRUNED) == stopped.sum()
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 - stopped.sum()

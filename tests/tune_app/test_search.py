@@ -280,7 +280,10 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
     """SIGKILL the search driver mid-run, then --resume: every planned trial exactly once.
 
     The data is a user's folder with an unlabelled pool: prepared once by the first driver,
-    reused by the trials and by the resumed driver. The model is a timm ViT on the MAE path."""
+    reused by the trials and by the resumed driver. The model is a timm ViT on the MAE path.
+    The scheduler is Pareto halving (grace 1, eta 2), and the kill comes once a trial is in its
+    MIX phase: what it stopped stays stopped (PRUNED in the study) across the kill."""
+    halving = {"type": "pareto_halving", "grace": 1, "eta": 2}
     space = write_space(
         tmp_path,
         # and the model is a timm ViT (timm's small test model, 2-px patches on 8-px digits)
@@ -290,64 +293,64 @@ def test_killed_driver_resumes_every_trial_exactly_once(tmp_path: Path) -> None:
             "model": "timm/test_vit",
             "patch_size": 2,
         },  # fmt: skip
-        search={"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
+        search={
+            "sampler": "tpe",
+            "num_samples": 3,
+            "max_concurrent": 2,
+            "seed": 0,
+            "scheduler": halving,
+        },  # fmt: skip
     )
     storage = tmp_path / "exp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "tune_app.cli",
-        "search",
-        "--space",
-        str(space),
-        "--storage-path",
-        str(storage),
-        "--name",
-        "k",
-        "--wandb",
-        "offline",
-    ]
+    args = ["search", "--space", str(space), "--storage-path", str(storage), "--name", "k"]
     env = {**os.environ, **RAY_ENV}
-    driver = start_driver(cmd[3:], env)  # cmd without `python -m tune_app.cli`
-    wait_while_alive(driver, lambda: len(list(storage.glob("k/*/result.json"))) >= 2, 240)
+    driver = start_driver([*args, "--wandb", "offline"], env)
+
+    def two_reported_one_in_mix() -> bool:
+        texts = [f.read_text() for f in storage.glob("k/*/result.json")]
+        return len(texts) >= 2 and any('"phase": "mix"' in text for text in texts)
+
+    wait_while_alive(driver, two_reported_one_in_mix, 240)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     assert driver.wait() == -signal.SIGKILL  # alive until now: our kill is what ended it
-    resume = [
-        sys.executable,
-        "-m",
-        "tune_app.cli",
-        "search",
-        "--name",
-        "k",
-        "--storage-path",
-        str(storage),
-        "--resume",
-    ]  # as a user would: the experiment knows the rest
+    # as a user would: the experiment knows the rest
+    resume = [sys.executable, "-m", "tune_app.cli", "search", "--name", "k"]
+    resume += ["--storage-path", str(storage), "--resume"]
     done = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_parquet(storage / "k" / "trials.parquet")
-    assert len(table) == 5 and table["trial_id"].is_unique and table["complete"].all()
+    assert len(table) == 5 and table["trial_id"].is_unique
     assert sorted(table["pipeline"]) == ["mixtraining"] * 3 + ["sl", "ssl_sl"]
     assert (table["model"] == "timm/test_vit").all()
-    # The study agrees with Ray: each searched trial once, COMPLETE, told the values it ran
-    # (never a second study trial for a config the killed driver had asked for).
+    stopped = table["stopped_at_rung"].notna()
+    assert (table["complete"] == ~stopped).all()  # every trial either ran out or was stopped
+    assert (table.loc[stopped, "stopped_at_rung"] == 1).all()
+    if stopped.any():
+        assert f"Stopped early by search.scheduler: {stopped.sum()}" in done.stderr
+    # The study agrees with Ray: each searched trial once, COMPLETE and told the values it ran,
+    # or PRUNED where the scheduler stopped it (never a second study trial for a config the
+    # killed driver had asked for).
     mix = table[table["pipeline"] == "mixtraining"]
     study = study_of(storage / "k").trials
-    assert [t.state for t in study] == [optuna.trial.TrialState.COMPLETE] * 3
-    told = sorted((round(t.params["alpha"], 9), tuple(t.values)) for t in study)
+    state = optuna.trial.TrialState
+    assert len(study) == 3 and {t.state for t in study} <= {state.COMPLETE, state.PRUNED}
+    assert sorted(round(t.params["alpha"], 9) for t in study) == sorted(mix["alpha"].round(9))
+    pruned = {round(t.params["alpha"], 9) for t in study if t.state == state.PRUNED}
+    assert pruned == set(mix.loc[stopped, "alpha"].round(9))
+    told = sorted((round(t.params["alpha"], 9), tuple(t.values)) for t in study if t.values)
     ran = [(round(r.alpha, 9), (r.val_accuracy, r.train_latency_s)) for r in mix.itertuples()]
-    assert told == sorted(ran)
+    assert told == sorted(r for r, c in zip(ran, mix["complete"], strict=True) if c)
     # one preparation, under the storage path, read by every trial of both sessions
     assert [p.name[:7] for p in (storage / "data-cache").iterdir()] == ["digits-"]
     assert "data: 10 classes" in done.stderr and "300 unlabeled" in done.stderr
     record = json.loads((storage / "k" / "data.json").read_text())
     assert record["classes"] == [f"digit{i}" for i in range(10)]
     assert record["images"] == {"train": 1797, "unlabeled": 300}
-    # W&B: across the killed and the resumed session, each trial logged each epoch once.
+    # W&B: across the killed and the resumed session, each trial logged each epoch it ran once.
     for _, row in table.iterrows():
         files = run_files(storage / "k" / "wandb", row["trial_id"])
         epochs = sorted(h["epoch"] for f in files for h in read_run(f).history)
-        assert epochs == list(range(1, row["epochs_planned"] + 1)), (row["trial_id"], epochs)
+        assert epochs == list(range(1, row["epochs_done"] + 1)), (row["trial_id"], epochs)
 
 
 def test_uri_storage_keeps_ray_files_there_and_uploads_ours(

@@ -1,7 +1,8 @@
-"""Interrupt (Ctrl-C), then --resume: optuna.db, trials.parquet and Ray agree.
+"""Interrupt (Ctrl-C, SIGKILL), then --resume: optuna.db, trials.parquet and Ray agree.
 
-A SIGKILLed driver's resume is tested in test_search.py
-(`test_killed_driver_resumes_every_trial_exactly_once`), with the same agreement checks.
+A driver SIGKILLed during the search phase is tested in test_search.py
+(`test_killed_driver_resumes_every_trial_exactly_once`), with the same agreement checks; one
+killed during the confirmation phase here.
 
 Each test runs a real driver process with a real Ray, stops it mid-search, and resumes it as a
 user would; the study must then hold exactly the searched trials Ray ran, with their values.
@@ -10,13 +11,13 @@ user would; the study must then hold exactly the searched trials Ray ran, with t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -38,39 +39,17 @@ SMALL = {
     "search": {"sampler": "tpe", "num_samples": 3, "max_concurrent": 2, "seed": 0},
     "baselines": {"pipelines": [], "seeds": [0]},
 }
+# The same, then the best two configurations again with seed 1 (a confirmation phase).
+CONFIRMED = {**SMALL, "search": {**SMALL["search"], "confirm": {"top_k": 2, "seeds": [1]}}}
 
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tune_app.cli", *args]
 
 
-def start_and_stop(tmp_path: Path, storage: Path, sig: signal.Signals) -> int:
-    """Start a search, send `sig` once two trials have reported an epoch; its exit code."""
-    space = tmp_path / "small.yaml"
-    space.write_text(yaml.safe_dump(SMALL))
-    args = ["search", "--space", str(space), "--storage-path", str(storage), "--name", "k"]
-    driver = start_driver([*args, "--wandb", "disabled"], ENV)
-    wait_while_alive(driver, lambda: len(list(storage.glob("k/*/result.json"))) >= 2, 300)
-    assert driver.poll() is None  # alive when stopped: the test is about an interrupted driver
-    # SIGKILL: the driver and the Ray it started die at once. SIGINT: what Ctrl-C in a terminal
-    # delivers, to the whole foreground process group.
-    os.killpg(driver.pid, sig)
-    return driver.wait(timeout=300)
-
-
-def resume(storage: Path) -> bool:
-    """Resume as a user would; whether the interrupted run's table was gone while it ran."""
-    table = storage / "k" / "trials.parquet"
-    args = ["search", "--name", "k", "--storage-path", str(storage), "--resume"]
-    log = storage.parent / "resume.log"
-    with open(log, "w") as err:
-        driver = subprocess.Popen(cli(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=err)
-        stale_seen_gone = False
-        while driver.poll() is None:
-            stale_seen_gone = stale_seen_gone or not table.exists()
-            time.sleep(0.2)
-    assert driver.returncode == 0, log.read_text()[-3000:]
-    return stale_seen_gone
+def resume_args(storage: Path) -> list[str]:
+    """`search --resume` as a user types it: the experiment knows the rest."""
+    return ["search", "--name", "k", "--storage-path", str(storage), "--resume"]
 
 
 def study_trials(experiment: Path) -> list[optuna.trial.FrozenTrial]:
@@ -79,8 +58,9 @@ def study_trials(experiment: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def assert_agree(experiment: Path) -> None:
-    """Every Ray trial complete once in trials.parquet, and once COMPLETE in the study."""
+    """Every searched Ray trial complete once in trials.parquet, and once COMPLETE in the study."""
     table = pd.read_parquet(experiment / "trials.parquet")
+    table = table[table["role"] == "search"]
     ray_trials = tune.ExperimentAnalysis(str(experiment)).trials
     assert sorted(t.trial_id for t in ray_trials) == sorted(table["trial_id"])
     assert all(t.status == "TERMINATED" for t in ray_trials)
@@ -99,19 +79,66 @@ def digest(path: Path) -> str:
 
 
 @pytest.mark.ray
-def test_ctrl_c_then_resume_of_a_moved_copy_agrees(tmp_path: Path) -> None:
-    """SIGINT pauses the trials (never FAIL in the study); a copy resumes into its own db."""
+def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
+    tmp_path: Path,
+) -> None:
+    """Three drivers of one search, each stopped a different way, as a user would meet them:
+
+    1. Ctrl-C (SIGINT to the process group) once two trials reported an epoch: exit 130, the
+       trials paused, never FAIL in the study.
+    2. The folder copied elsewhere and resumed there; SIGKILL (the driver and its Ray) once a
+       confirmation trial reported an epoch.
+    3. `--resume` of the copy again, to the end: the study, Ray and trials.parquet agree, each
+       confirmation trial ran each epoch once across both sessions, and the first folder's
+       optuna.db was never written.
+    """
     first, moved = tmp_path / "first", tmp_path / "moved"
-    assert start_and_stop(tmp_path, first, signal.SIGINT) == 130
+    space = tmp_path / "confirmed.yaml"
+    space.write_text(yaml.safe_dump(CONFIRMED))
+    args = ["search", "--space", str(space), "--storage-path", str(first), "--name", "k"]
+    driver = start_driver([*args, "--wandb", "disabled"], ENV)
+    wait_while_alive(driver, lambda: len(list(first.glob("k/*/result.json"))) >= 2, 300)
+    # what Ctrl-C in a terminal delivers, to the whole foreground process group
+    os.killpg(driver.pid, signal.SIGINT)
+    assert driver.wait(timeout=300) == 130
     paused = study_trials(first / "k")
     assert optuna.trial.TrialState.FAIL not in [t.state for t in paused]
     assert optuna.trial.TrialState.RUNNING in [t.state for t in paused]
     assert (first / "k" / "trials.parquet").exists()  # the interrupted run's partial table
     shutil.copytree(first, moved)
     before = digest(first / "k" / "optuna.db")
-    assert resume(moved)  # analyze/export never read the stale table while the run lived
-    assert_agree(moved / "k")
+
+    experiment, stale = moved / "k", moved / "k" / "trials.parquet"
+    driver = start_driver(resume_args(moved), ENV)
+    stale_seen_gone = False
+
+    def confirming() -> bool:
+        nonlocal stale_seen_gone
+        stale_seen_gone = stale_seen_gone or not stale.exists()
+        return bool(list(experiment.glob("confirm/*/result.json")))
+
+    wait_while_alive(driver, confirming, 400)
+    # analyze/export never read the interrupted run's table while the resumed run lived
+    assert stale_seen_gone
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    assert driver.wait(timeout=60) == -signal.SIGKILL
+    assert not stale.exists()  # killed before the end
+
+    done = subprocess.run(cli(*resume_args(moved)), env=ENV, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_agree(experiment)
     assert digest(first / "k" / "optuna.db") == before  # the old copy is untouched
+    table = pd.read_parquet(stale)
+    assert sorted(table["role"]) == ["confirm"] * 2 + ["search"] * 3
+    assert table["complete"].all() and table["trial_id"].is_unique
+    confirm = table[table["role"] == "confirm"]
+    assert confirm["config_id"].is_unique and (confirm["seed"] == 1).all()
+    assert not (experiment / "confirm-2").exists()  # resumed, not started again
+    for row in confirm.itertuples():  # each epoch reported once across both sessions
+        lines = (experiment / "confirm" / row.trial_id / "result.json").read_text().splitlines()
+        epochs = [json.loads(line)["epoch"] for line in lines]
+        assert epochs == list(range(1, row.epochs_planned + 1)), epochs
 
 
 def inner_searcher(experiment: Path):

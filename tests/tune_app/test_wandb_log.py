@@ -182,23 +182,25 @@ def test_a_torn_run_file_reads_up_to_the_tear(tmp_path: Path) -> None:
 
 @pytest.mark.wandb_offline
 def test_resume_resends_the_rows_a_killed_driver_lost_for_finished_trials(
-    local_ray, tmp_path: Path
+    finished_search, local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A trial that ended before the driver was killed never starts again on --resume; if W&B
-    lost its rows with the driver, the resumed session resends them from Ray's result.json."""
-    space = {**SPACE, "search": {"sampler": "random", "num_samples": 1, "seed": 0}}
-    path = tmp_path / "w.yaml"
-    path.write_text(yaml.safe_dump(space))
-    storage = tmp_path / "exp"
-    args = ["--storage-path", str(storage), "--name", "r"]
-    assert main(["search", "--space", str(path), *args, "--wandb", "offline"]) == 0
-    experiment = storage / "r"
+    lost its rows with the driver, the resumed session resends them from Ray's result.json.
+
+    The shared finished search (offline runs), copied: one searched trial's run files cut to
+    what a SIGKILL of W&B's buffers leaves, then `--resume` of the copy."""
+    experiment = finished_search.copy_to(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     table = pd.read_parquet(experiment / "trials.parquet")
-    lost, kept = table["trial_id"].iloc[0], table["trial_id"].iloc[1:]
-    for f in run_files(experiment / "wandb", lost):  # what a SIGKILL of W&B's buffers leaves
+    lost = table.loc[table["role"] == "search", "trial_id"].iloc[0]
+    kept = table.loc[table["trial_id"] != lost, "trial_id"]
+    for f in run_files(experiment / "wandb", lost):
         f.write_bytes(f.read_bytes()[:7])
     before = {t: run_files(experiment / "wandb", t) for t in kept}
+    args = ["--storage-path", str(tmp_path), "--name", experiment.name]
     assert main(["search", *args, "--resume"]) == 0
+    after = pd.read_parquet(experiment / "trials.parquet")
+    assert sorted(after["trial_id"]) == sorted(table["trial_id"])  # nothing ran again
     for _, row in table.iterrows():
         files = run_files(experiment / "wandb", row["trial_id"])
         epochs = [h["epoch"] for f in files for h in read_run(f).history]
