@@ -30,6 +30,7 @@ from search_spaces import load_space
 from tests.support import SPACE, start_driver, wait_while_alive
 from tune_app.driver import RAY_ENV
 from tune_app.searcher import build_searcher, reopen_in
+from tune_app.wandb_records import read_run, run_files
 
 ENV = {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
 # Three searched trials, two at a time, no baselines: the smallest search with trials both
@@ -91,12 +92,15 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
     3. `--resume` of the copy again, to the end: the study, Ray and trials.parquet agree, each
        confirmation trial ran each epoch once across both sessions, and the first folder's
        optuna.db was never written.
+
+    The first driver logs to W&B offline; `--resume` takes no `--wandb`, so the confirmation
+    phase a resumed session starts must log as the first driver would: same group, its role.
     """
     first, moved = tmp_path / "first", tmp_path / "moved"
     space = tmp_path / "confirmed.yaml"
     space.write_text(yaml.safe_dump(CONFIRMED))
     args = ["search", "--space", str(space), "--storage-path", str(first), "--name", "k"]
-    driver = start_driver([*args, "--wandb", "disabled"], ENV)
+    driver = start_driver([*args, "--wandb", "offline"], ENV)
     wait_while_alive(driver, lambda: len(list(first.glob("k/*/result.json"))) >= 2, 300)
     # what Ctrl-C in a terminal delivers, to the whole foreground process group
     os.killpg(driver.pid, signal.SIGINT)
@@ -139,6 +143,12 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
         lines = (experiment / "confirm" / row.trial_id / "result.json").read_text().splitlines()
         epochs = [json.loads(line)["epoch"] for line in lines]
         assert epochs == list(range(1, row.epochs_planned + 1)), epochs
+    for row in table.itertuples():  # W&B: each epoch once, in the group of the first driver
+        runs = [read_run(f) for f in run_files(experiment / "wandb", row.trial_id)]
+        tags = {row.role, "mixtraining"}
+        assert runs and all(r.group == "k" and tags <= set(r.tags) for r in runs), row.trial_id
+        epochs = sorted(h["epoch"] for r in runs for h in r.history)
+        assert epochs == list(range(1, row.epochs_planned + 1)), (row.trial_id, epochs)
 
 
 def inner_searcher(experiment: Path):

@@ -1,4 +1,8 @@
-"""W&B logging, offline: one run per trial with the pinned history, config and no secrets."""
+"""W&B logging, offline: one run per trial with the pinned history, config and no secrets.
+
+A confirmation phase that a `--resume` starts logs as the first driver did: tested with the
+drivers stopped and resumed in test_search_resume.py.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.support import FAKE_WANDB_KEY, PINNED, SPACE
+from tests.support import FAKE_WANDB_KEY, PINNED
 from trainers import TrialConfig
 from tune_app.cli import main
 from tune_app.scheduler import reported_results
@@ -224,50 +227,6 @@ def test_reported_rows_skip_a_torn_tail(tmp_path: Path) -> None:
     assert (
         reported_results(SimpleNamespace(path=str(tmp_path / "none"), storage=trial.storage)) == []
     )
-
-
-class DriverStopped(RuntimeError):
-    """Stands for a driver killed between the sampled phase and the confirmation phase."""
-
-
-@pytest.mark.wandb_offline
-def test_a_confirm_phase_started_on_resume_logs_to_the_same_group(
-    local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`--resume` takes no `--wandb`: the confirm phase it starts logs as the first run would."""
-    import tune_app.experiment
-
-    space = {
-        **SPACE,
-        "search": {
-            "sampler": "random",
-            "num_samples": 2,
-            "seed": 0,
-            "confirm": {"top_k": 1, "seeds": [1]},
-        },
-        "baselines": {"pipelines": [], "seeds": [0]},
-    }
-    path = tmp_path / "w.yaml"
-    path.write_text(yaml.safe_dump(space))
-    args = ["--storage-path", str(tmp_path / "exp"), "--name", "cr"]
-
-    def stop(*_: object, **__: object) -> None:
-        raise DriverStopped
-
-    with monkeypatch.context() as m:  # the sampled trials all end, then the driver is gone
-        m.setattr(tune_app.experiment, "run_confirmations", stop)
-        with pytest.raises(DriverStopped):
-            main(["search", "--space", str(path), *args, "--wandb", "offline"])
-    experiment = tmp_path / "exp" / "cr"
-    assert not (experiment / "confirm").exists()
-    assert main(["search", *args, "--resume"]) == 0
-    table = pd.read_parquet(experiment / "trials.parquet")
-    assert sorted(table["role"]) == ["confirm", "search", "search"]
-    for _, row in table.iterrows():
-        (run_file,) = run_files(experiment / "wandb", row["trial_id"])
-        run = read_run(run_file)
-        assert run.group == "cr" and {row["role"], "mixtraining"} <= set(run.tags)
-        assert [h["epoch"] for h in run.history] == list(range(1, row["epochs_planned"] + 1))
 
 
 # A hub's process as Ray ends it: put a trial's rows and its end, close the hub, then what
