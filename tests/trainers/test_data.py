@@ -143,6 +143,20 @@ def test_digits_split_is_cached_and_a_bad_cache_file_is_split_again(
     assert "digits split not cached" in capsys.readouterr().err
 
 
+def test_the_default_data_cache_is_under_home_not_a_folder_named_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainers.data.loaders import CACHE_ENV, _load_cached
+
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    _load_cached.cache_clear()
+    load_dataset("digits")
+    assert list((tmp_path / "home" / ".cache" / "tune-app" / "data").glob("digits-*.npz"))
+    assert not (tmp_path / "~").exists()
+
+
 @pytest.mark.skipif(not REAL_FMNIST.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist() -> None:
     raw = load_dataset("fashion_mnist")

@@ -188,7 +188,7 @@ def _load_builtin(name: str, data_dir: str | None, cache_dir: str) -> RawDataset
         return _load_fashion_mnist(Path(data_dir or FASHION_MNIST_DIR))
     if name in _CIFAR:
         return _load_cifar(name, data_dir)
-    return _load_digits(Path(cache_dir))
+    return _load_digits(Path(cache_dir).expanduser())  # the default starts with ~
 
 
 def _raw(
