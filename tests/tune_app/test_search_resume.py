@@ -109,6 +109,7 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
     assert optuna.trial.TrialState.FAIL not in [t.state for t in paused]
     assert optuna.trial.TrialState.RUNNING in [t.state for t in paused]
     assert (first / "k" / "trials.parquet").exists()  # the interrupted run's partial table
+    assert not (first / "k" / "confirm").exists()  # the confirmation phase starts on a resume
     shutil.copytree(first, moved)
     before = digest(first / "k" / "optuna.db")
 
