@@ -459,6 +459,15 @@ def reuse_ssl_prefix(trainer: Trainer, cache: SSLCache, report: Report) -> None:
         report(row, state)
 
 
+def replay_rows(trainer: Trainer, after: int, report: Report) -> None:
+    """Report again the rows of a restored trainer's history after epoch `after`: the caller's
+    record lost them (it kept an older epoch than the checkpoint holds). The last row carries
+    the state, so the caller's newest checkpoint is this one again."""
+    rows = [row for row in trainer.history if row["epoch"] > after]
+    for i, row in enumerate(rows):
+        report(row, trainer.state_dict() if i == len(rows) - 1 else None)
+
+
 def checkpoint_due(config: TrialConfig, epoch: int, total: int, since_last_s: float) -> bool:
     """Checkpoint after `epoch` (1-based)? Every `checkpoint_every` epochs, when
     `checkpoint_minutes` have passed since the last one, and always after the last epoch.
@@ -476,13 +485,16 @@ def run(
     checkpoint: dict[str, Any] | None = None,
     step_costs: dict[str, float] | None = None,
     ssl_cache: SSLCache | None = None,
+    recorded: int | None = None,
 ) -> dict[str, Any]:
     """Train one run of `config`, calling `report(metrics, state)` after every epoch.
 
     `state` is a checkpoint (a dict for `torch.save`), or None on epochs the checkpoint cadence
     skips (`checkpoint_every`, `checkpoint_minutes`; the last epoch always has one); passing it
-    back as `checkpoint` resumes exactly after that epoch. Returns the last epoch's metrics,
-    which include `test_accuracy`.
+    back as `checkpoint` resumes exactly after that epoch. `recorded`, with a checkpoint: the
+    last epoch the caller's record holds, when that is older than the checkpoint (the rows
+    after it are reported again first). Returns the last epoch's metrics, which include
+    `test_accuracy`.
     With `step_costs` (seconds per step kind, `trainers.calibrate`) every epoch also reports
     `calibrated_latency_s`. With `ssl_cache`, a run without a checkpoint starts from the
     deepest cached state of its SSL prefix (reporting the inherited epochs' rows first), and
@@ -495,6 +507,8 @@ def run(
     trainer = Trainer(config, rt, step_costs)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
+        if recorded is not None:
+            replay_rows(trainer, recorded, report)
     elif ssl_cache is not None:
         reuse_ssl_prefix(trainer, ssl_cache, report)
     saved = time.monotonic()

@@ -31,6 +31,21 @@ def restored_run_config(tuner: Any) -> Any:
     return ray.get(tuner._remote_tuner.get_run_config.remote())
 
 
+def checkpoint_index(name: str) -> int | None:
+    """The index of a trial's checkpoint folder, from its name; None for any other name.
+
+    Ray 2.60: Ray Tune names a trial's checkpoint folders with the private
+    `StorageContext._make_checkpoint_dir_name` (`checkpoint_000003`, counting from 0), and no
+    public API lists the checkpoints a trial has on storage (only the one Ray's snapshot names).
+    """
+    from ray.train._internal.storage import StorageContext
+
+    digits = name.rpartition("_")[2]
+    if not digits.isdigit() or StorageContext._make_checkpoint_dir_name(int(digits)) != name:
+        return None
+    return int(digits)
+
+
 # ------------------------------------------------------------------- Ray Tune's OptunaSearch
 
 

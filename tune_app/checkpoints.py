@@ -3,10 +3,14 @@
 A checkpoint can come from somewhere else (a copied run folder, shared storage every Ray worker
 reads). `torch.load(weights_only=True)` unpickles only tensors, containers and plain values, so
 a crafted file is refused before any of its code can run.
+
+Also: putting back, before a resume, a checkpoint Ray deleted just before its driver was killed.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +58,85 @@ def load_state(path: str | Path) -> dict[str, Any]:
             f"version {STATE_VERSION}"
         )
     return state
+
+
+# ------------------------------------------------------------------ a checkpoint Ray deleted
+# Ray keeps one checkpoint a trial (`CheckpointConfig(num_to_keep=1)`): registering epoch N+1's
+# deletes epoch N's, and the experiment snapshot naming N+1's is written a moment later. A driver
+# killed in between leaves a snapshot that names a deleted checkpoint; Ray can neither restore
+# that trial nor, later, delete the checkpoint, and the snapshot's result.json may lack N+1's row.
+
+SUPERSEDED = "tune_app_superseded.json"  # in a checkpoint moved back to the name Ray expects
+
+
+def put_back_deleted_checkpoints(folder: str) -> list[str]:
+    """Before `--resume` of the phase in `folder`: give every trial whose snapshot names a
+    checkpoint that is gone the checkpoint that replaced it, under the name Ray expects.
+
+    The replacing checkpoint is the oldest of the trial's checkpoints newer than the named one
+    (Ray registered it, so it was written whole; a newer one may be half-written). It is copied
+    to the named folder with a note of the last epoch the trial's result.json holds, from which
+    the trial reports its rows again (`recorded_epoch`), and its own folder is removed (Ray
+    writes the trial's next checkpoint there).
+
+    Returns:
+        One line per such trial, for the user.
+    """
+    import pyarrow.fs
+    from ray.tune import ExperimentAnalysis
+
+    from analysis.load import parse_results
+    from tune_app._internals import checkpoint_index
+
+    said = []
+    for trial in ExperimentAnalysis(folder).trials:
+        named = trial.checkpoint
+        if named is None:
+            continue
+        fs, path = named.filesystem, named.path.rstrip("/")
+        assert fs is not None  # a Checkpoint infers it from its path when not given one
+        if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+            continue
+        trial_dir, name = posixpath.split(path)
+        index = checkpoint_index(name)
+        if index is None:  # not a name Ray gives: not ours to mend
+            continue
+        newer = sorted(
+            (found, info.path)
+            for info in fs.get_file_info(pyarrow.fs.FileSelector(trial_dir))
+            if info.type == pyarrow.fs.FileType.Directory
+            and (found := checkpoint_index(info.base_name)) is not None
+            and found > index
+        )
+        if not newer:
+            said.append(
+                f"trial {trial.trial_id}: {name}, the checkpoint to resume from, is gone and "
+                "no newer one is left; Ray cannot resume it"
+            )
+            continue
+        source = newer[0][1]
+        results = f"{trial_dir}/result.json"
+        rows = []
+        if fs.get_file_info(results).type == pyarrow.fs.FileType.File:
+            with fs.open_input_stream(results) as f:
+                rows = parse_results(f.read().decode())
+        recorded = max((int(row.get("epoch") or 0) for row in rows), default=0)
+        fs.create_dir(path, recursive=True)  # pyarrow copies files into folders that exist
+        pyarrow.fs.copy_files(source, path, source_filesystem=fs, destination_filesystem=fs)
+        with fs.open_output_stream(f"{path}/{SUPERSEDED}") as f:
+            f.write(json.dumps({"recorded_epoch": recorded, "from": source}).encode())
+        fs.delete_dir(source)
+        said.append(
+            f"trial {trial.trial_id}: Ray had replaced {name} when the driver stopped; resuming "
+            f"from {posixpath.basename(source)}, its result.json ends at epoch {recorded}"
+        )
+    return said
+
+
+def recorded_epoch(checkpoint_dir: str | Path) -> int | None:
+    """The last epoch the trial's result.json held when `put_back_deleted_checkpoints` moved
+    this checkpoint back; None for a checkpoint Ray restores as it wrote it."""
+    note = Path(checkpoint_dir) / SUPERSEDED
+    if not note.is_file():
+        return None
+    return int(json.loads(note.read_text())["recorded_epoch"])

@@ -28,6 +28,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from search_spaces import SearchSpace
 from tune_app import confirm, progress, results
+from tune_app.checkpoints import put_back_deleted_checkpoints
 from tune_app.driver import check_resources, start_ray
 from tune_app.location import Location, is_uri
 from tune_app.orchestrate import (
@@ -125,8 +126,11 @@ def resume_phase(space: SearchSpace, folder: str, costs: Tables | None) -> tune.
     """The Tuner of a phase that started before, from its folder.
 
     Errored trials already had their retries and Optuna has seen them fail; resuming them
-    would leave the study and Ray's concurrency limit out of step.
+    would leave the study and Ray's concurrency limit out of step. A checkpoint Ray deleted
+    just before the last driver was killed is put back first (`tune_app.checkpoints`).
     """
+    for line in put_back_deleted_checkpoints(folder):
+        say(f"tune-app search: {line}")
     return tune.Tuner.restore(
         folder, make_trainable(space, costs), resume_unfinished=True, resume_errored=False
     )

@@ -30,7 +30,7 @@ from trainers.calibrate import run_hardware_key
 from trainers.runtime import resolve_device
 from trainers.ssl_cache import SSLCache
 from tune_app.calibration import table_for
-from tune_app.checkpoints import CheckpointError, load_state
+from tune_app.checkpoints import CheckpointError, load_state, recorded_epoch
 from tune_app.suggestion import suggested_config
 
 STATE_FILE = "state.pt"
@@ -127,12 +127,15 @@ def local_gpu_index(assigned: Sequence[int | str], visible: str | None) -> int:
     return listed.index(first)
 
 
-def restored_state() -> dict[str, Any] | None:
+def restored_state() -> tuple[dict[str, Any] | None, int | None]:
+    """The state Ray resumes this trial from (None: a fresh start), and the last epoch the
+    trial's result.json holds where that is older than the state (else None)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None
+        return None, None
     with checkpoint.as_directory() as d:
-        return load_state(os.path.join(d, STATE_FILE))  # tensors and plain values only
+        # tensors and plain values only
+        return load_state(os.path.join(d, STATE_FILE)), recorded_epoch(d)
 
 
 def ssl_cache() -> SSLCache | None:
@@ -203,4 +206,5 @@ def run_trial(
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_crash(fault, metrics["epoch"])
 
-    run(config, report, restored_state(), costs, ssl_cache())
+    state, recorded = restored_state()
+    run(config, report, state, costs, ssl_cache(), recorded)

@@ -41,10 +41,13 @@ def test_bad_cadence_is_rejected_naming_the_field(field: str, value: float) -> N
         config(**{field: value})
 
 
-def collect(c: TrialConfig, checkpoint: dict | None = None) -> list[tuple[dict, dict | None]]:
+def collect(
+    c: TrialConfig, checkpoint: dict | None = None, recorded: int | None = None
+) -> list[tuple[dict, dict | None]]:
     """Each epoch's (metrics, state); states copied as they are written (they alias the model)."""
     out: list[tuple[dict, dict | None]] = []
-    run(c, lambda metrics, state: out.append((metrics, copy.deepcopy(state))), checkpoint)
+    report = lambda metrics, state: out.append((metrics, copy.deepcopy(state)))  # noqa: E731
+    run(c, report, checkpoint, recorded=recorded)
     return out
 
 
@@ -61,3 +64,10 @@ def test_every_second_epoch_checkpoints_and_resumes_exactly() -> None:
             assert b.get(key) == (pytest.approx(expected, rel=1e-6) if expected else expected), key
     for name, ref in full[-1][1]["model"].items():
         torch.testing.assert_close(rest[-1][1]["model"][name], ref, rtol=1e-6, atol=1e-7)
+    # A caller whose record stops before the checkpoint (it kept epoch 1 of 2): epoch 2's row
+    # again, as it was, with the state, then the epochs after it once.
+    replayed = collect(c, checkpoint=full[1][1], recorded=1)
+    assert [m["epoch"] for m, _ in replayed] == [2, 3, 4]
+    assert replayed[0][0] == full[1][0] and replayed[0][1] is not None
+    assert replayed[0][1]["epoch"] == 2
+    assert [m["epoch"] for m, _ in collect(c, checkpoint=full[3][1], recorded=1)] == [2, 3, 4]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from ray import tune
 from tests.support import TINY_RUN
 from trainers.pipeline import STATE_VERSION
 from tune_app import trial
-from tune_app.checkpoints import CheckpointError
+from tune_app.checkpoints import CheckpointError, put_back_deleted_checkpoints, recorded_epoch
 from tune_app.cli import main
 from tune_app.train import RunFolder
 
@@ -68,6 +69,48 @@ def test_trial_state_load_refuses_a_crafted_checkpoint(tmp_path: Path, monkeypat
     with pytest.raises(CheckpointError, match=trial.STATE_FILE):
         trial.restored_state()
     assert not marker.exists()
+
+
+def test_a_checkpoint_ray_deleted_before_the_kill_is_put_back_with_the_epoch_to_report_from(
+    finished_search, tmp_path: Path, monkeypatch
+) -> None:
+    """The snapshot names checkpoint N; Ray had registered N+1 (deleting N) and the driver was
+    killed before the next snapshot, whose result.json would have held N+1's row. A newer,
+    half-written N+2 is never chosen. Here in a moved copy of a finished search, as a user's
+    resume of a copied folder would meet it."""
+    experiment = finished_search.copy_to(tmp_path / "moved")
+    first, second = sorted(p.parent for p in experiment.glob("*/checkpoint_*"))[:2]
+    (named,) = first.glob("checkpoint_*")
+    index = int(named.name.rpartition("_")[2])
+    state = (named / trial.STATE_FILE).read_bytes()
+    replacing, partial = (first / f"checkpoint_{i:06d}" for i in (index + 1, index + 2))
+    named.rename(replacing)
+    partial.mkdir()
+    (partial / trial.STATE_FILE).write_bytes(state[: len(state) // 2])
+    rows = (first / "result.json").read_text().splitlines()
+    last = json.loads(rows[-1])["epoch"]
+    (first / "result.json").write_text("\n".join(rows[:-1]) + "\n")  # N+1's row never synced
+    for gone in second.glob("checkpoint_*"):  # and a trial with no checkpoint left at all
+        shutil.rmtree(gone)
+
+    said = put_back_deleted_checkpoints(str(experiment))
+    assert len(said) == 2, said
+    put_back = next(line for line in said if first.name in line)
+    assert f"resuming from {replacing.name}" in put_back and f"epoch {last - 1}" in put_back
+    lost = next(line for line in said if second.name in line)
+    assert "no newer one is left" in lost
+    assert (named / trial.STATE_FILE).read_bytes() == state
+    assert not replacing.exists() and partial.exists()  # Ray writes the next one in its place
+    assert recorded_epoch(named) == last - 1
+    assert put_back_deleted_checkpoints(str(experiment)) == [lost]  # done once
+
+    # The trial Ray restores from it: its state, and the epoch its rows are reported again after
+    checkpoint = tune.Checkpoint.from_directory(str(named))
+    monkeypatch.setattr(trial.tune, "get_checkpoint", lambda: checkpoint)
+    restored, recorded = trial.restored_state()
+    assert restored is not None and restored["epoch"] == last and recorded == last - 1
+    (third,) = sorted(experiment.glob("*/checkpoint_*/"))[-1:]
+    assert recorded_epoch(third) is None  # one Ray restores as it wrote it
 
 
 @pytest.mark.timeout(300)  # over the default limit on two busy cores

@@ -61,6 +61,17 @@ def restored_callbacks(tuner: Any) -> list[Any]:
     return list(_internals.restored_run_config(tuner).callbacks)
 
 
+def test_checkpoint_index_reads_the_names_ray_gives_checkpoint_folders() -> None:
+    from ray.train._internal.storage import StorageContext
+
+    make = getattr(StorageContext, "_make_checkpoint_dir_name", None)
+    assert callable(make), moved("StorageContext._make_checkpoint_dir_name", "ray")
+    assert _internals.checkpoint_index(make(7)) == 7, moved("checkpoint folder names", "ray")
+    assert _internals.checkpoint_index("checkpoint_000012") == 12
+    for other in ("checkpoint_tmp", "checkpoint_12", "result.json", "checkpoint_", "x_000001"):
+        assert _internals.checkpoint_index(other) is None, other
+
+
 def test_trial_storage_is_a_developer_api_with_the_fields_we_read(tmp_path: Path) -> None:
     """Not private, but "may change without notice between minor versions": the trial's
     `storage` (tune_app.wandb_log reads result.json through it; tune_app.trial finds the SSL

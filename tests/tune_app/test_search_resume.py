@@ -28,6 +28,7 @@ from ray import tune
 
 from search_spaces import load_space
 from tests.support import SPACE, start_driver, wait_while_alive
+from tune_app.checkpoints import load_state
 from tune_app.driver import RAY_ENV
 from tune_app.searcher import build_searcher, reopen_in
 from tune_app.wandb_records import read_run, run_files
@@ -112,6 +113,7 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
     assert not (first / "k" / "confirm").exists()  # the confirmation phase starts on a resume
     shutil.copytree(first, moved)
     before = digest(first / "k" / "optuna.db")
+    raced = race_a_checkpoint(moved / "k")
 
     experiment, stale = moved / "k", moved / "k" / "trials.parquet"
     driver = start_driver(resume_args(moved), ENV)
@@ -144,6 +146,10 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
         lines = (experiment / "confirm" / row.trial_id / "result.json").read_text().splitlines()
         epochs = [json.loads(line)["epoch"] for line in lines]
         assert epochs == list(range(1, row.epochs_planned + 1)), epochs
+    # the trial whose checkpoint Ray had replaced: its lost row reported again, each epoch once
+    lines = (experiment / raced / "result.json").read_text().splitlines()
+    (planned,) = table.loc[table["trial_id"] == raced, "epochs_planned"]
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, planned + 1))
     for row in table.itertuples():  # W&B: each epoch once, in the group of the first driver
         runs = [read_run(f) for f in run_files(experiment / "wandb", row.trial_id)]
         # A run file of the SIGKILLed session can be its header alone (W&B's service died with
@@ -154,6 +160,27 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
         assert all(r.group == "k" and tags <= set(r.tags) for r in records), row.trial_id
         epochs = sorted(h["epoch"] for r in runs for h in r.history)
         assert epochs == list(range(1, row.epochs_planned + 1)), (row.trial_id, epochs)
+
+
+def race_a_checkpoint(experiment: Path) -> str:
+    """Make one unfinished trial look as a driver killed in Ray's checkpoint race leaves it: the
+    snapshot names checkpoint N, which is gone; N+1 holds the trial's state, and result.json
+    lacks the row of the state's epoch (and any after it). Returns the trial's id."""
+    for trial_dir in sorted(p.parent for p in experiment.glob("*/result.json")):
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        if rows[-1]["epoch"] == rows[-1]["epochs_planned"]:
+            continue
+        # The one Ray registered is the oldest; a newer one is a trial's next checkpoint, written
+        # before Ctrl-C reached the driver and never registered (Ray writes its next one there).
+        named, *unregistered = sorted(trial_dir.glob("checkpoint_*"))
+        for newer in unregistered:
+            shutil.rmtree(newer)
+        epoch = load_state(named / "state.pt")["epoch"]
+        named.rename(named.with_name(f"checkpoint_{int(named.name[11:]) + 1:06d}"))
+        kept = [json.dumps(row) for row in rows if row["epoch"] < epoch]
+        (trial_dir / "result.json").write_text("".join(line + "\n" for line in kept))
+        return trial_dir.name
+    raise AssertionError(f"no unfinished trial in {experiment}")
 
 
 def inner_searcher(experiment: Path):
