@@ -87,7 +87,10 @@ def put_back_deleted_checkpoints(folder: str) -> list[str]:
 
     from analysis.load import parse_results
     from tune_app._internals import checkpoint_index
+    from tune_app.location import has_snapshot
 
+    if not has_snapshot(folder):  # nothing Ray can restore (`Tuner.restore` says so)
+        return []
     said = []
     for trial in ExperimentAnalysis(folder).trials:
         named = trial.checkpoint

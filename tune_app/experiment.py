@@ -30,7 +30,7 @@ from search_spaces import SearchSpace
 from tune_app import confirm, progress, results
 from tune_app.checkpoints import put_back_deleted_checkpoints
 from tune_app.driver import check_resources, start_ray
-from tune_app.location import Location, is_uri
+from tune_app.location import Location, has_snapshot
 from tune_app.orchestrate import (
     MAX_FAILURES,
     callbacks,
@@ -275,22 +275,6 @@ def run_confirmations(
 def phase_name(k: int) -> str:
     """Folder of the k-th confirmation phase (1-based): confirm, confirm-2, confirm-3, ..."""
     return PHASE_DIR if k == 1 else f"{PHASE_DIR}-{k}"
-
-
-def has_snapshot(folder: str) -> bool:
-    """Whether Ray wrote an experiment snapshot in `folder` (a path or a URI).
-
-    A phase killed before its first snapshot has nothing to restore: it counts as not
-    started, and the next run starts it afresh in the same folder.
-    """
-    import pyarrow.fs
-
-    if is_uri(folder):
-        fs, path = pyarrow.fs.FileSystem.from_uri(folder)
-    else:
-        fs, path = pyarrow.fs.LocalFileSystem(), folder
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
-    return any(i.base_name.startswith("experiment_state-") for i in infos)
 
 
 def phase_folders(where: Location) -> list[str]:

@@ -121,3 +121,19 @@ def local_folder_for(uri: str) -> Path:
 def study_url(experiment_dir: Path) -> str:
     """SQLAlchemy URL of the experiment's Optuna study (`<experiment>/optuna.db`)."""
     return f"sqlite:///{experiment_dir.resolve() / 'optuna.db'}"
+
+
+def has_snapshot(folder: str) -> bool:
+    """Whether Ray wrote an experiment snapshot in `folder` (a path or a URI).
+
+    A phase killed before its first snapshot has nothing to restore: it counts as not
+    started, and the next run starts it afresh in the same folder.
+    """
+    import pyarrow.fs
+
+    if is_uri(folder):
+        fs, path = pyarrow.fs.FileSystem.from_uri(folder)
+    else:
+        fs, path = pyarrow.fs.LocalFileSystem(), folder
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return any(i.base_name.startswith("experiment_state-") for i in infos)
