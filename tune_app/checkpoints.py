@@ -70,8 +70,8 @@ SUPERSEDED = "tune_app_superseded.json"  # in a checkpoint moved back to the nam
 
 
 def put_back_deleted_checkpoints(folder: str) -> list[str]:
-    """Before `--resume` of the phase in `folder`: give every trial whose snapshot names a
-    checkpoint that is gone the checkpoint that replaced it, under the name Ray expects.
+    """Before `--resume` of the phase in `folder`: give every unfinished trial whose snapshot
+    names a checkpoint that is gone the checkpoint that replaced it, under the name Ray expects.
 
     The replacing checkpoint is the oldest of the trial's checkpoints newer than the named one
     (Ray registered it, so it was written whole; a newer one may be half-written). It is copied
@@ -94,7 +94,7 @@ def put_back_deleted_checkpoints(folder: str) -> list[str]:
     said = []
     for trial in ExperimentAnalysis(folder).trials:
         named = trial.checkpoint
-        if named is None:
+        if named is None or trial.status in ("TERMINATED", "ERROR"):  # Ray resumes neither
             continue
         fs, path = named.filesystem, named.path.rstrip("/")
         assert fs is not None  # a Checkpoint infers it from its path when not given one

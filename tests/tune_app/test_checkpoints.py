@@ -79,7 +79,8 @@ def test_a_checkpoint_ray_deleted_before_the_kill_is_put_back_with_the_epoch_to_
     half-written N+2 is never chosen. Here in a moved copy of a finished search, as a user's
     resume of a copied folder would meet it."""
     experiment = finished_search.copy_to(tmp_path / "moved")
-    first, second = sorted(p.parent for p in experiment.glob("*/checkpoint_*"))[:2]
+    first, second, third = sorted(p.parent for p in experiment.glob("*/checkpoint_*"))[:3]
+    running(experiment, {first.name, second.name})  # as the killed driver's snapshot left them
     (named,) = first.glob("checkpoint_*")
     index = int(named.name.rpartition("_")[2])
     state = (named / trial.STATE_FILE).read_bytes()
@@ -90,8 +91,8 @@ def test_a_checkpoint_ray_deleted_before_the_kill_is_put_back_with_the_epoch_to_
     rows = (first / "result.json").read_text().splitlines()
     last = json.loads(rows[-1])["epoch"]
     (first / "result.json").write_text("\n".join(rows[:-1]) + "\n")  # N+1's row never synced
-    for gone in second.glob("checkpoint_*"):  # and a trial with no checkpoint left at all
-        shutil.rmtree(gone)
+    for gone in [*second.glob("checkpoint_*"), *third.glob("checkpoint_*")]:
+        shutil.rmtree(gone)  # and a trial with no checkpoint left at all; one that had ended
 
     said = put_back_deleted_checkpoints(str(experiment))
     assert len(said) == 2, said
@@ -109,9 +110,20 @@ def test_a_checkpoint_ray_deleted_before_the_kill_is_put_back_with_the_epoch_to_
     monkeypatch.setattr(trial.tune, "get_checkpoint", lambda: checkpoint)
     restored, recorded = trial.restored_state()
     assert restored is not None and restored["epoch"] == last and recorded == last - 1
-    (third,) = sorted(experiment.glob("*/checkpoint_*/"))[-1:]
-    assert recorded_epoch(third) is None  # one Ray restores as it wrote it
+    (other,) = sorted(experiment.glob("*/checkpoint_*/"))[-1:]
+    assert recorded_epoch(other) is None  # one Ray restores as it wrote it
     assert put_back_deleted_checkpoints(str(tmp_path)) == []  # no snapshot: Ray's error stands
+
+
+def running(experiment: Path, trial_ids: set[str]) -> None:
+    """Mark these trials RUNNING in the experiment's Ray snapshot."""
+    (snapshot,) = experiment.glob("experiment_state-*.json")
+    state = json.loads(snapshot.read_text())
+    for entry in state["trial_data"]:
+        trial_state = json.loads(entry[0])  # Ray keeps each trial's state as a JSON string
+        if trial_state["trial_id"] in trial_ids:
+            entry[0] = json.dumps({**trial_state, "status": "RUNNING"})
+    snapshot.write_text(json.dumps(state))
 
 
 @pytest.mark.timeout(300)  # over the default limit on two busy cores
