@@ -26,6 +26,7 @@ import pytest
 import yaml
 from ray import tune
 
+from analysis.load import read_results
 from search_spaces import load_space
 from tests.support import SPACE, start_driver, wait_while_alive
 from tune_app.checkpoints import load_state
@@ -102,7 +103,13 @@ def test_ctrl_c_then_a_moved_copy_killed_in_confirmation_resumes_and_agrees(
     space.write_text(yaml.safe_dump(CONFIRMED))
     args = ["search", "--space", str(space), "--storage-path", str(first), "--name", "k"]
     driver = start_driver([*args, "--wandb", "offline"], ENV)
-    wait_while_alive(driver, lambda: len(list(first.glob("k/*/result.json"))) >= 2, 300)
+
+    def two_reported_one_unfinished() -> bool:
+        reported = [rows for rows in map(read_results, first.glob("k/*/result.json")) if rows]
+        unfinished = [r for r in reported if r[-1]["epoch"] < r[-1]["epochs_planned"]]
+        return len(reported) >= 2 and bool(unfinished)
+
+    wait_while_alive(driver, two_reported_one_unfinished, 300)
     # what Ctrl-C in a terminal delivers, to the whole foreground process group
     os.killpg(driver.pid, signal.SIGINT)
     assert driver.wait(timeout=300) == 130
@@ -166,21 +173,23 @@ def race_a_checkpoint(experiment: Path) -> str:
     """Make one unfinished trial look as a driver killed in Ray's checkpoint race leaves it: the
     snapshot names checkpoint N, which is gone; N+1 holds the trial's state, and result.json
     lacks the row of the state's epoch (and any after it). Returns the trial's id."""
-    for trial_dir in sorted(p.parent for p in experiment.glob("*/result.json")):
-        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
-        if rows[-1]["epoch"] == rows[-1]["epochs_planned"]:
-            continue
-        # The one Ray registered is the oldest; a newer one is a trial's next checkpoint, written
-        # before Ctrl-C reached the driver and never registered (Ray writes its next one there).
-        named, *unregistered = sorted(trial_dir.glob("checkpoint_*"))
-        for newer in unregistered:
-            shutil.rmtree(newer)
+    for ray_trial in tune.ExperimentAnalysis(str(experiment)).trials:
+        trial_dir = Path(ray_trial.path)
+        rows = read_results(trial_dir / "result.json")
+        if ray_trial.status in ("TERMINATED", "ERROR") or not rows or not ray_trial.checkpoint:
+            continue  # Ray resumes no ended trial; the race needs a checkpoint and a row
+        named = Path(ray_trial.checkpoint.path)
+        # A newer one is the trial's next checkpoint, written before Ctrl-C reached the driver
+        # and never registered (Ray writes its next one there).
+        for newer in trial_dir.glob("checkpoint_*"):
+            if newer.name > named.name:
+                shutil.rmtree(newer)
         epoch = load_state(named / "state.pt")["epoch"]
         named.rename(named.with_name(f"checkpoint_{int(named.name[11:]) + 1:06d}"))
         kept = [json.dumps(row) for row in rows if row["epoch"] < epoch]
         (trial_dir / "result.json").write_text("".join(line + "\n" for line in kept))
         return trial_dir.name
-    raise AssertionError(f"no unfinished trial in {experiment}")
+    raise AssertionError(f"no unfinished trial that reported in {experiment}")
 
 
 def inner_searcher(experiment: Path):
