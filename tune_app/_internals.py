@@ -46,6 +46,17 @@ def checkpoint_index(name: str) -> int | None:
     return int(digits)
 
 
+def checkpoint_metrics(trial: Any) -> dict[str, Any]:
+    """The metrics a trial reported with the checkpoint its snapshot names ({} if none).
+
+    Ray 2.60: `Trial.checkpoint` is public, but the metrics reported with it live only in the
+    private `run_metadata.checkpoint_manager.latest_checkpoint_result`; a restored trial's
+    iteration count starts from them.
+    """
+    result = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    return dict(result.metrics) if result is not None else {}
+
+
 # ------------------------------------------------------------------- Ray Tune's OptunaSearch
 
 

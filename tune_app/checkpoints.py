@@ -75,9 +75,10 @@ def put_back_deleted_checkpoints(folder: str) -> list[str]:
 
     The replacing checkpoint is the oldest of the trial's checkpoints newer than the named one
     (Ray registered it, so it was written whole; a newer one may be half-written). It is copied
-    to the named folder with a note of the last epoch the trial's result.json holds, from which
-    the trial reports its rows again (`recorded_epoch`), and its own folder is removed (Ray
-    writes the trial's next checkpoint there).
+    to the named folder with a note of the named checkpoint's epoch, after which the trial
+    reports its rows again from the newer state (`recorded_epoch`); result.json loses the rows
+    after that epoch, and the replacing checkpoint's own folder is removed (Ray writes the
+    trial's next checkpoint there).
 
     Returns:
         One line per such trial, for the user.
@@ -86,7 +87,7 @@ def put_back_deleted_checkpoints(folder: str) -> list[str]:
     from ray.tune import ExperimentAnalysis
 
     from analysis.load import parse_results
-    from tune_app._internals import checkpoint_index
+    from tune_app._internals import checkpoint_index, checkpoint_metrics
     from tune_app.location import has_snapshot
 
     if not has_snapshot(folder):  # nothing Ray can restore (`Tuner.restore` says so)
@@ -118,27 +119,42 @@ def put_back_deleted_checkpoints(folder: str) -> list[str]:
             )
             continue
         source = newer[0][1]
+        # Ray restores the trial as of the named checkpoint (its iteration count too): the rows
+        # after that epoch go, and the trial reports them again from the newer state.
+        recorded = int(checkpoint_metrics(trial).get("epoch") or 0)
         results = f"{trial_dir}/result.json"
-        rows = []
         if fs.get_file_info(results).type == pyarrow.fs.FileType.File:
             with fs.open_input_stream(results) as f:
                 rows = parse_results(f.read().decode())
-        recorded = max((int(row.get("epoch") or 0) for row in rows), default=0)
-        fs.create_dir(path, recursive=True)  # pyarrow copies files into folders that exist
-        pyarrow.fs.copy_files(source, path, source_filesystem=fs, destination_filesystem=fs)
-        with fs.open_output_stream(f"{path}/{SUPERSEDED}") as f:
+            kept = [row for row in rows if int(row.get("epoch") or 0) <= recorded]
+            if len(kept) < len(rows):
+                with fs.open_output_stream(results) as f:
+                    f.write("".join(json.dumps(row) + "\n" for row in kept).encode())
+        # Built beside the named folder, then renamed: a driver killed meanwhile leaves the
+        # named checkpoint missing, and the next resume does all this again.
+        building = f"{path}.put-back"
+        if fs.get_file_info(building).type != pyarrow.fs.FileType.NotFound:
+            fs.delete_dir(building)
+        fs.create_dir(building, recursive=True)  # pyarrow copies files into folders that exist
+        pyarrow.fs.copy_files(source, building, source_filesystem=fs, destination_filesystem=fs)
+        with fs.open_output_stream(f"{building}/{SUPERSEDED}") as f:
             f.write(json.dumps({"recorded_epoch": recorded, "from": source}).encode())
+        if isinstance(fs, pyarrow.fs.LocalFileSystem):
+            fs.move(building, path)  # one rename
+        else:  # object stores move files, not folders
+            pyarrow.fs.copy_files(building, path, source_filesystem=fs, destination_filesystem=fs)
+            fs.delete_dir(building)
         fs.delete_dir(source)
         said.append(
             f"trial {trial.trial_id}: Ray had replaced {name} when the driver stopped; resuming "
-            f"from {posixpath.basename(source)}, its result.json ends at epoch {recorded}"
+            f"from {posixpath.basename(source)}, reporting again the epochs after {recorded}"
         )
     return said
 
 
 def recorded_epoch(checkpoint_dir: str | Path) -> int | None:
-    """The last epoch the trial's result.json held when `put_back_deleted_checkpoints` moved
-    this checkpoint back; None for a checkpoint Ray restores as it wrote it."""
+    """The epoch after which the trial reports its rows again, for a checkpoint
+    `put_back_deleted_checkpoints` moved back; None for one Ray restores as it wrote it."""
     note = Path(checkpoint_dir) / SUPERSEDED
     if not note.is_file():
         return None

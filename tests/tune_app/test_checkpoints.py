@@ -11,6 +11,7 @@ import torch
 import yaml
 from ray import tune
 
+from analysis.load import read_results
 from tests.support import TINY_RUN
 from trainers.pipeline import STATE_VERSION
 from tune_app import trial
@@ -75,9 +76,8 @@ def test_a_checkpoint_ray_deleted_before_the_kill_is_put_back_with_the_epoch_to_
     finished_search, tmp_path: Path, monkeypatch
 ) -> None:
     """The snapshot names checkpoint N; Ray had registered N+1 (deleting N) and the driver was
-    killed before the next snapshot, whose result.json would have held N+1's row. A newer,
-    half-written N+2 is never chosen. Here in a moved copy of a finished search, as a user's
-    resume of a copied folder would meet it."""
+    killed before the next snapshot. A newer, half-written N+2 is never chosen. Here in a moved
+    copy of a finished search, as a user's resume of a copied folder would meet it."""
     experiment = finished_search.copy_to(tmp_path / "moved")
     first, second, third = sorted(p.parent for p in experiment.glob("*/checkpoint_*"))[:3]
     running(experiment, {first.name, second.name})  # as the killed driver's snapshot left them
@@ -89,27 +89,32 @@ def test_a_checkpoint_ray_deleted_before_the_kill_is_put_back_with_the_epoch_to_
     partial.mkdir()
     (partial / trial.STATE_FILE).write_bytes(state[: len(state) // 2])
     rows = (first / "result.json").read_text().splitlines()
-    last = json.loads(rows[-1])["epoch"]
-    (first / "result.json").write_text("\n".join(rows[:-1]) + "\n")  # N+1's row never synced
+    last = json.loads(rows[-1])["epoch"]  # the named checkpoint's epoch
+    # a row after it (N+1's, where a snapshot came between its result and its save)
+    (first / "result.json").write_text("\n".join([*rows, json.dumps({"epoch": last + 1})]))
     for gone in [*second.glob("checkpoint_*"), *third.glob("checkpoint_*")]:
         shutil.rmtree(gone)  # and a trial with no checkpoint left at all; one that had ended
 
     said = put_back_deleted_checkpoints(str(experiment))
     assert len(said) == 2, said
     put_back = next(line for line in said if first.name in line)
-    assert f"resuming from {replacing.name}" in put_back and f"epoch {last - 1}" in put_back
+    assert f"resuming from {replacing.name}" in put_back and f"after {last}" in put_back
+    # the rows after the named checkpoint's epoch go: the trial reports them again
+    epochs = [row["epoch"] for row in read_results(first / "result.json")]
+    assert epochs == [json.loads(row)["epoch"] for row in rows]
     lost = next(line for line in said if second.name in line)
     assert "no newer one is left" in lost
     assert (named / trial.STATE_FILE).read_bytes() == state
     assert not replacing.exists() and partial.exists()  # Ray writes the next one in its place
-    assert recorded_epoch(named) == last - 1
+    assert recorded_epoch(named) == last
+    assert not list(first.glob("*.put-back"))
     assert put_back_deleted_checkpoints(str(experiment)) == [lost]  # done once
 
     # The trial Ray restores from it: its state, and the epoch its rows are reported again after
     checkpoint = tune.Checkpoint.from_directory(str(named))
     monkeypatch.setattr(trial.tune, "get_checkpoint", lambda: checkpoint)
     restored, recorded = trial.restored_state()
-    assert restored is not None and restored["epoch"] == last and recorded == last - 1
+    assert restored is not None and restored["epoch"] == last and recorded == last
     (other,) = sorted(experiment.glob("*/checkpoint_*/"))[-1:]
     assert recorded_epoch(other) is None  # one Ray restores as it wrote it
     assert put_back_deleted_checkpoints(str(tmp_path)) == []  # no snapshot: Ray's error stands

@@ -72,6 +72,16 @@ def test_checkpoint_index_reads_the_names_ray_gives_checkpoint_folders() -> None
         assert _internals.checkpoint_index(other) is None, other
 
 
+def test_checkpoint_metrics_reads_what_ray_keeps_with_a_trials_checkpoint() -> None:
+    from ray.tune.experiment import Trial
+
+    trial = Trial("trainable", stub=True)
+    manager = getattr(getattr(trial, "run_metadata", None), "checkpoint_manager", None)
+    assert hasattr(manager, "latest_checkpoint_result"), moved("Trial's checkpoint manager", "ray")
+    assert _internals.checkpoint_metrics(trial) == {}  # no checkpoint yet
+    # with one, the metrics are read from a real snapshot in test_checkpoints.py
+
+
 def test_trial_storage_is_a_developer_api_with_the_fields_we_read(tmp_path: Path) -> None:
     """Not private, but "may change without notice between minor versions": the trial's
     `storage` (tune_app.wandb_log reads result.json through it; tune_app.trial finds the SSL
