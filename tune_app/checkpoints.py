@@ -127,9 +127,10 @@ def put_back_deleted_checkpoints(folder: str) -> list[str]:
             with fs.open_input_stream(results) as f:
                 rows = parse_results(f.read().decode())
             kept = [row for row in rows if int(row.get("epoch") or 0) <= recorded]
-            if len(kept) < len(rows):
-                with fs.open_output_stream(results) as f:
+            if len(kept) < len(rows):  # written beside, then moved over: never half a file
+                with fs.open_output_stream(f"{results}.put-back") as f:
                     f.write("".join(json.dumps(row) + "\n" for row in kept).encode())
+                fs.move(f"{results}.put-back", results)
         # Built beside the named folder, then renamed: a driver killed meanwhile leaves the
         # named checkpoint missing, and the next resume does all this again.
         building = f"{path}.put-back"

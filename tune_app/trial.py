@@ -128,8 +128,9 @@ def local_gpu_index(assigned: Sequence[int | str], visible: str | None) -> int:
 
 
 def restored_state() -> tuple[dict[str, Any] | None, int | None]:
-    """The state Ray resumes this trial from (None: a fresh start), and the last epoch the
-    trial's result.json holds where that is older than the state (else None)."""
+    """The state Ray resumes this trial from (None: a fresh start), and, for a checkpoint
+    `--resume` put back in place of one Ray deleted, the epoch after which the trial reports
+    its rows again (else None)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None, None
